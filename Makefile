@@ -1,0 +1,39 @@
+# ardm_trl developer commands. `make demo` and `make test` are the README's two quick-start commands:
+# each creates (or reuses, if up to date) the virtualenv in .venv and then runs its job.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RESEMBLYZER := resemblyzer==0.1.4
+
+.PHONY: demo test test-slow lint docs bench clean-venv
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	@echo ">>> setting up $(VENV) (python: $$($(PYTHON) --version))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo ">>> installing ardm_trl[speech,dev] with the pinned stack in constraints.txt"
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[speech,dev]"
+	@echo ">>> installing $(RESEMBLYZER) without its deps (its webrtcvad pin does not import here; webrtcvad-wheels replaces it)"
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps $(RESEMBLYZER)
+	@touch $(STAMP)
+	@echo ">>> $(VENV) is ready"
+
+demo: $(STAMP)
+	@echo ">>> running the VGPO demo: accelerate launch examples/vgpo.py (outputs in outputs/vgpo-demo)"
+	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no examples/vgpo.py
+
+test: $(STAMP)
+	@echo ">>> ruff check"
+	$(BIN)/ruff check src tests examples benchmarks
+	@echo ">>> pytest (fast suite; slow runs: make test-slow)"
+	$(BIN)/python -m pytest tests -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m slow
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict -d build/site
+
+clean-venv:
+	rm -rf $(VENV)

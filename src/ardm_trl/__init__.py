@@ -1,0 +1,12 @@
+"""ardm_trl: reward fine-tuning of speech generators (VGPO, ARDM-DPO, DiffRO) for the Hugging Face ecosystem.
+
+Importing the package registers every model with the transformers Auto classes, so
+`AutoModel.from_pretrained(path)` works on a saved ardm_trl model without `trust_remote_code`.
+"""
+
+__version__ = "0.1.0.dev0"
+
+from .models import *  # noqa: F401,F403  (registers the Auto classes)
+from .models import __all__ as _models_all
+
+__all__ = list(_models_all)
