@@ -1,0 +1,175 @@
+"""Pieces shared by every ardm_trl trainer: metric buffering/logging, model cards, PEFT and reference handling."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.utils import is_peft_available, logging
+
+logger = logging.get_logger(__name__)
+
+if is_peft_available():
+    from peft import PeftConfig, PeftModel, get_peft_model
+
+
+def _hub_cards_dir() -> Path:
+    """The folder holding the model-card templates (`hub_cards/` of the repository, shipped in the package)."""
+    packaged = Path(__file__).resolve().parent.parent / "hub_cards"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "hub_cards"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def render_model_card(template: str, **fields: Any) -> str:
+    """Fill the model-card template `hub_cards/<template>` with `fields` and the framework versions.
+
+    Placeholders are written `{{ name }}`; the versions of ardm_trl, transformers, trl, torch, peft, accelerate and
+    diffusers are always available as `ardm_trl_version`, `transformers_version`, ... Unknown placeholders are left
+    as `unknown`.
+    """
+    text = (_hub_cards_dir() / template).read_text()
+    values = {f"{pkg}_version": _package_version(pkg if pkg != "ardm_trl" else "ardm_trl") for pkg in (
+        "ardm_trl", "transformers", "trl", "torch", "peft", "accelerate", "diffusers", "datasets")}
+    values.update({k: v for k, v in fields.items()})
+    import re
+
+    def substitute(match: re.Match) -> str:
+        value = values.get(match.group(1), "unknown")
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value) if value else "none"
+        return "unknown" if value is None else str(value)
+
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", substitute, text)
+
+
+class MetricsMixin:
+    """TRL-style metric buffering: values recorded during steps are averaged and flushed in `log()`.
+
+    Mix in before `transformers.Trainer`; call `self._record_metric(key, value)` anywhere in a step.
+    """
+
+    def _init_metrics(self) -> None:
+        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def _record_metric(self, key: str, value: float | torch.Tensor, mode: str | None = None) -> None:
+        if mode is None:
+            mode = "train" if self.model.training else "eval"
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float().mean().item()
+        self._metrics[mode][key].append(float(value))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        metrics = {key: sum(val) / len(val) for key, val in self._metrics[mode].items() if val}
+        if mode == "eval":
+            metrics = {f"eval_{key}": val for key, val in metrics.items()}
+        logs = {**logs, **metrics}
+        super().log(logs, start_time)
+        self._metrics[mode].clear()
+
+
+class ModelCardMixin:
+    """Writes `README.md` beside a saved model from a template in `hub_cards/` (TRL's `create_model_card`)."""
+
+    _card_template: str = "trainer_output.md"
+    _trainer_name: str = "Trainer"
+    _paper_title: str | None = None
+    _paper_url: str | None = None
+    _tag_names: list[str] = ["ardm_trl"]
+
+    def _model_card_fields(self) -> dict[str, Any]:
+        """Extra template fields of the concrete trainer (reward functions, hyper-parameters, ...)."""
+        return {}
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs: Any) -> None:
+        if not self.is_world_process_zero():
+            return
+        model = self.model
+        base = getattr(getattr(model, "config", None), "_name_or_path", None) or None
+        card = render_model_card(
+            self._card_template,
+            model_name=model_name or Path(self.args.output_dir).name,
+            base_model=base,
+            dataset_name=dataset_name,
+            trainer_name=self._trainer_name,
+            paper_title=self._paper_title,
+            paper_url=self._paper_url,
+            tags=self._tag_names,
+            **self._model_card_fields(),
+        )
+        Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(self.args.output_dir) / "README.md").write_text(card)
+
+
+def prepare_peft_model(model: nn.Module, peft_config: PeftConfig | None, trainable_modules: list[str] | None = None):
+    """Wrap `model` with LoRA (or any PEFT method) and optionally mark whole sub-modules as trainable.
+
+    Args:
+        model (`nn.Module`): the policy.
+        peft_config (`peft.PeftConfig` or `None`): the adapter configuration; `None` returns `model` unchanged.
+        trainable_modules (`list[str]`, *optional*): names of sub-modules (e.g. `["head"]`) that stay fully
+            trainable next to the adapters; with PEFT they are saved as `modules_to_save`.
+    """
+    if peft_config is None:
+        return model
+    if not is_peft_available():
+        raise ImportError("`peft_config` was given but peft is not installed: `pip install peft`.")
+    if trainable_modules:
+        existing = list(getattr(peft_config, "modules_to_save", None) or [])
+        peft_config.modules_to_save = sorted(set(existing) | set(trainable_modules))
+    model = get_peft_model(model, peft_config)
+    return model
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    return is_peft_available() and isinstance(model, PeftModel)
+
+
+@contextlib.contextmanager
+def reference_model_context(model: nn.Module, ref_model: nn.Module | None = None) -> Iterator[nn.Module]:
+    """Yield the reference model: `ref_model` if given, else `model` with its PEFT adapters disabled.
+
+    With LoRA the reference is the same network with adapters (and `modules_to_save` copies) switched off, so no
+    second copy of the weights is held in memory.
+    """
+    if ref_model is not None:
+        yield ref_model
+        return
+    if is_peft_model(model):
+        with model.disable_adapter():
+            yield model
+        return
+    raise ValueError(
+        "No reference model: pass `ref_model=` (a frozen copy of the initial policy) or train with `peft_config=` "
+        "so that the reference is the policy with adapters disabled."
+    )
+
+
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    """The underlying `PreTrainedModel` of a PEFT-wrapped model (the model itself otherwise)."""
+    return model.get_base_model() if is_peft_model(model) else model
+
+
+__all__ = [
+    "MetricsMixin",
+    "ModelCardMixin",
+    "is_peft_model",
+    "prepare_peft_model",
+    "reference_model_context",
+    "render_model_card",
+    "unwrap_peft",
+]
