@@ -1,0 +1,33 @@
+"""Codec-token TTS language model (CosyVoice-style). Importing registers it with the transformers Auto classes."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from .collator_codec_lm import CodecLMDataCollator
+from .configuration_codec_lm import CodecLMConfig
+from .modeling_codec_lm import (
+    CodecLMForSpeechSynthesis,
+    CodecLMOutput,
+    CodecLMPreTrainedModel,
+    SpeechSamplingOutput,
+    build_speech_prompts,
+    position_ids_from_attention_mask,
+    process_speech_logits,
+    sample_gumbel,
+)
+
+AutoConfig.register(CodecLMConfig.model_type, CodecLMConfig, exist_ok=True)
+AutoModel.register(CodecLMConfig, CodecLMForSpeechSynthesis, exist_ok=True)
+AutoModelForCausalLM.register(CodecLMConfig, CodecLMForSpeechSynthesis, exist_ok=True)
+
+__all__ = [
+    "CodecLMConfig",
+    "CodecLMDataCollator",
+    "CodecLMForSpeechSynthesis",
+    "CodecLMOutput",
+    "CodecLMPreTrainedModel",
+    "SpeechSamplingOutput",
+    "build_speech_prompts",
+    "position_ids_from_attention_mask",
+    "process_speech_logits",
+    "sample_gumbel",
+]
