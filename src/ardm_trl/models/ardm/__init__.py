@@ -1,1 +1,36 @@
-__all__ = []
+"""DiTAR-style autoregressive diffusion model (ARDM): policy, value model and discriminator."""
+
+from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
+from .diffusion import NoiseSchedule, build_scheduler
+from .generation_ardm import ARDMGenerationOutput
+from .modeling_ardm import (
+    ARDMDiscriminator,
+    ARDMForSpeechSynthesis,
+    ARDMOutput,
+    ARDMPreTrainedModel,
+    ARDMStates,
+    ARDMValueModel,
+    ARDMValueOutput,
+    pad_to_patch_multiple,
+    patchify,
+    unpatchify,
+)
+
+__all__ = [
+    "ARDMConfig",
+    "ARDMDiscriminator",
+    "ARDMDiscriminatorConfig",
+    "ARDMForSpeechSynthesis",
+    "ARDMGenerationOutput",
+    "ARDMOutput",
+    "ARDMPreTrainedModel",
+    "ARDMStates",
+    "ARDMValueConfig",
+    "ARDMValueModel",
+    "ARDMValueOutput",
+    "NoiseSchedule",
+    "build_scheduler",
+    "pad_to_patch_multiple",
+    "patchify",
+    "unpatchify",
+]

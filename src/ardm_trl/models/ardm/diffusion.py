@@ -1,0 +1,107 @@
+"""The noise schedule of an ARDM head, read from a diffusers scheduler, and the one place where a head prediction is
+converted to a score (and back) for every prediction type.
+
+Notation (VGPO Sec. 2.2): `x^t = alpha_t x + sigma_t eps` with `alpha_t = sqrt(alphas_cumprod[t])`,
+`sigma_t = sqrt(1 - alphas_cumprod[t])`, so `alpha_t^2 + sigma_t^2 = 1` (variance preserving). The score of the noisy
+marginal is `s(x^t) = -E[eps | x^t] / sigma_t`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import diffusers
+import torch
+from diffusers import SchedulerMixin
+
+
+def build_scheduler(scheduler_config: dict[str, Any]) -> SchedulerMixin:
+    """Instantiate the diffusers scheduler described by `scheduler_config` (`_class_name` picks the class)."""
+    config = dict(scheduler_config)
+    class_name = config.pop("_class_name", "DDPMScheduler")
+    scheduler_cls = getattr(diffusers, class_name, None)
+    if scheduler_cls is None:
+        raise ValueError(f"Unknown diffusers scheduler {class_name!r} in `scheduler_config['_class_name']`.")
+    return scheduler_cls.from_config(config)
+
+
+class NoiseSchedule:
+    """Per-timestep `alpha_t`, `sigma_t` of a variance-preserving diffusers schedule, plus prediction conversions.
+
+    Args:
+        scheduler_config (`dict`): a diffusers scheduler config with `prediction_type`.
+    """
+
+    def __init__(self, scheduler_config: dict[str, Any]):
+        scheduler = build_scheduler(scheduler_config)
+        self.prediction_type: str = scheduler.config.prediction_type
+        self.num_train_timesteps: int = scheduler.config.num_train_timesteps
+        self.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
+
+    def alpha_sigma(self, timesteps: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`alpha_t`, `sigma_t` for integer `timesteps` (any shape), broadcastable against `like` (shape + (D,))."""
+        acp = self.alphas_cumprod.to(timesteps.device)[timesteps.long()]
+        alpha = acp.sqrt().to(like.dtype)
+        sigma = (1.0 - acp).sqrt().to(like.dtype)
+        shape = tuple(timesteps.shape) + (1,) * (like.dim() - timesteps.dim())
+        return alpha.reshape(shape), sigma.reshape(shape)
+
+    def sample_timesteps(self, shape: tuple[int, ...], device: torch.device, generator=None) -> torch.Tensor:
+        """Training timesteps, uniform over `{0, ..., num_train_timesteps - 1}`."""
+        return torch.randint(0, self.num_train_timesteps, shape, device=device, generator=generator)
+
+    def add_noise(self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """`x^t = alpha_t x + sigma_t eps` (the forward process q(x^t | x))."""
+        alpha, sigma = self.alpha_sigma(timesteps, clean)
+        return alpha * clean + sigma * noise
+
+    def target(self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The regression target of the head for its prediction type."""
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "sample":
+            return clean
+        alpha, sigma = self.alpha_sigma(timesteps, clean)
+        return alpha * noise - sigma * clean  # v_prediction
+
+    def to_epsilon(self, prediction: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The noise estimate `eps_hat` implied by a head prediction at `(x^t, t)`."""
+        if self.prediction_type == "epsilon":
+            return prediction
+        alpha, sigma = self.alpha_sigma(timesteps, noisy)
+        if self.prediction_type == "sample":
+            return (noisy - alpha * prediction) / sigma
+        return sigma * noisy + alpha * prediction  # v = alpha eps - sigma x  =>  eps = sigma x^t + alpha v
+
+    def from_epsilon(self, epsilon: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The head prediction (of this schedule's prediction type) that implies noise estimate `epsilon`."""
+        if self.prediction_type == "epsilon":
+            return epsilon
+        alpha, sigma = self.alpha_sigma(timesteps, noisy)
+        if self.prediction_type == "sample":
+            return (noisy - sigma * epsilon) / alpha
+        return (epsilon - sigma * noisy) / alpha
+
+    def to_score(self, prediction: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Score `s(x^t) = -eps_hat / sigma_t` of a head prediction, for every prediction type."""
+        _, sigma = self.alpha_sigma(timesteps, noisy)
+        return -self.to_epsilon(prediction, noisy, timesteps) / sigma
+
+    def from_score(self, score: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The head prediction whose score is `score` (inverse of `to_score`)."""
+        _, sigma = self.alpha_sigma(timesteps, noisy)
+        return self.from_epsilon(-sigma * score, noisy, timesteps)
+
+    def add_score(
+        self, prediction: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor, score_delta: torch.Tensor
+    ) -> torch.Tensor:
+        """The prediction whose score is `to_score(prediction) + score_delta` (value guidance, VGPO Eq. 10).
+
+        In epsilon units this is `eps - sigma_t * score_delta`.
+        """
+        _, sigma = self.alpha_sigma(timesteps, noisy)
+        epsilon = self.to_epsilon(prediction, noisy, timesteps) - sigma * score_delta
+        return self.from_epsilon(epsilon, noisy, timesteps)
+
+
+__all__ = ["NoiseSchedule", "build_scheduler"]

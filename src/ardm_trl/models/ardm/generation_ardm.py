@@ -1,0 +1,180 @@
+"""Sampling from an ARDM: incremental LM with KV cache, a diffusers sampler per patch, LM guidance with both branches
+batched, optional value guidance (VGPO Alg. 2), stopping by the stop head or a maximum length."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from diffusers import SchedulerMixin
+from transformers.utils import ModelOutput
+
+from .backbone import IncrementalLM
+from .diffusion import build_scheduler
+
+if TYPE_CHECKING:
+    from .modeling_ardm import ARDMValueModel
+
+
+@dataclass
+class ARDMGenerationOutput(ModelOutput):
+    """Output of [`ARDMGenerationMixin.generate`].
+
+    Args:
+        latents (`torch.FloatTensor` of shape `(B, F, D)`): generated frames (`F = num_patches.max() * P`), zeros after
+            each sample's end.
+        latents_mask (`torch.BoolTensor` of shape `(B, F)`): valid frames.
+        num_patches (`torch.LongTensor` of shape `(B,)`): generated patches per sample.
+        stopped (`torch.BoolTensor` of shape `(B,)`): True where the stop head ended the sample (False: it hit
+            `max_patches`).
+    """
+
+    latents: torch.FloatTensor | None = None
+    latents_mask: torch.BoolTensor | None = None
+    num_patches: torch.LongTensor | None = None
+    stopped: torch.BoolTensor | None = None
+
+
+class ARDMGenerationMixin:
+    """Adds `generate` to [`ARDMForSpeechSynthesis`]."""
+
+    @torch.no_grad()
+    def generate(
+        self,
+        text_input_ids: torch.LongTensor,
+        text_attention_mask: torch.Tensor | None = None,
+        prompt_latents: torch.FloatTensor | None = None,
+        prompt_latents_mask: torch.Tensor | None = None,
+        max_patches: int | None = None,
+        min_patches: int = 0,
+        num_inference_steps: int | None = None,
+        lm_guidance_scale: float | None = None,
+        scheduler: SchedulerMixin | None = None,
+        value_model: ARDMValueModel | None = None,
+        value_guidance_scale: float = 0.0,
+        stop_threshold: float | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> ARDMGenerationOutput:
+        r"""
+        Sample latents for a batch of texts (of different lengths) and optional voice prompts.
+
+        Args:
+            text_input_ids (`torch.LongTensor` of shape `(B, T)`), text_attention_mask (`(B, T)`, *optional*):
+                the texts, padded on either side.
+            prompt_latents (`(B, Fp, D)`, *optional*), prompt_latents_mask (`(B, Fp)`, *optional*): voice prompts.
+            max_patches (`int`, *optional*, defaults to `config.max_patches`): length limit.
+            min_patches (`int`, *optional*, defaults to `0`): the stop head is ignored before this many patches.
+            num_inference_steps (`int`, *optional*, defaults to `config.num_inference_steps` = 16): denoising steps.
+            lm_guidance_scale (`float`, *optional*, defaults to `config.lm_guidance_scale` = 2): LM guidance weight
+                `w >= 0`; `w = 1` is exactly the conditional model.
+            scheduler (`diffusers.SchedulerMixin`, *optional*): the sampler (any diffusers scheduler built for this
+                model's noise schedule, e.g. `DDIMScheduler.from_config(model.config.scheduler_config)`); DDPM from
+                `config.scheduler_config` by default.
+            value_model ([`ARDMValueModel`], *optional*), value_guidance_scale (`float`, defaults to `0`): value-guided
+                sampling (VGPO Alg. 2): the score becomes `s_guided + lambda * grad V(x_<n, x_n^t)`.
+            stop_threshold (`float`, *optional*, defaults to `config.stop_threshold`).
+            generator (`torch.Generator`, *optional*): makes sampling reproducible.
+            use_cache (`bool`, defaults to `True`): KV cache; `False` recomputes the whole prefix at every patch.
+        """
+        config = self.config
+        guidance = config.lm_guidance_scale if lm_guidance_scale is None else lm_guidance_scale
+        if guidance < 0:
+            raise ValueError(f"`lm_guidance_scale` must be >= 0 (1 = conditional model), got {guidance}.")
+        max_patches = config.max_patches if max_patches is None else max_patches
+        threshold = config.stop_threshold if stop_threshold is None else stop_threshold
+        use_value = value_model is not None and value_guidance_scale != 0.0
+        if use_value and value_model.config.patch_dim != config.patch_dim:
+            raise ValueError(
+                f"The value model's patches have {value_model.config.patch_dim} numbers but the policy's have "
+                f"{config.patch_dim}: build the value model from this policy with `ARDMValueModel.from_ardm(policy)`."
+            )
+        batch = text_input_ids.shape[0]
+        device = text_input_ids.device
+        if text_attention_mask is None:
+            text_attention_mask = text_input_ids.ne(config.text_pad_token_id)
+        prompt_patches = prompt_mask = None
+        if prompt_latents is not None:
+            prompt_patches, prompt_mask = self.patchify(prompt_latents, prompt_latents_mask)
+
+        # 1. prefill the LM; conditional and unconditional (text -> null embedding) branches batched
+        branched = guidance != 1.0
+        copies = 2 if branched else 1
+        drop_text = torch.zeros(batch * copies, dtype=torch.bool, device=device)
+        drop_text[batch:] = True
+
+        def repeat(x):
+            return None if x is None else torch.cat([x] * copies)
+
+        prefix, prefix_mask = self.backbone.build_prefix(
+            repeat(text_input_ids), repeat(text_attention_mask), repeat(prompt_patches), repeat(prompt_mask), drop_text
+        )
+        lm = IncrementalLM(self.backbone, prefix, prefix_mask, use_cache)
+        value_lm = None
+        if use_value:
+            value_prefix = value_model.backbone.build_prefix(text_input_ids, text_attention_mask, prompt_patches,
+                                                             prompt_mask)
+            value_lm = IncrementalLM(value_model.backbone, *value_prefix, use_cache)
+
+        previous = torch.zeros(batch, config.patch_dim, device=device, dtype=prefix.dtype)
+        if prompt_patches is not None:
+            last = prompt_mask.long().cumsum(-1).argmax(-1)
+            picked = prompt_patches[torch.arange(batch, device=device), last]
+            previous = torch.where(prompt_mask.any(-1)[:, None], picked, previous)
+
+        scheduler = scheduler if scheduler is not None else build_scheduler(config.scheduler_config)
+        scheduler.set_timesteps(num_inference_steps or config.num_inference_steps, device=device)
+        schedule = self.noise_schedule
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        lengths = torch.zeros(batch, dtype=torch.long, device=device)
+        patches = []
+        for step in range(max_patches):
+            hidden = lm.hidden  # (copies * B, H)
+            # 2. stop head on the conditional state
+            if step >= min_patches:
+                stop_prob = torch.sigmoid(self.stop_logits(hidden[:batch]).float())
+                finished |= stop_prob > threshold
+            if finished.all():
+                break
+            # 3. denoise the next patch
+            sample = torch.randn(batch, config.patch_dim, generator=generator, device=device, dtype=prefix.dtype)
+            sample = sample * scheduler.init_noise_sigma
+            for t in scheduler.timesteps:
+                timesteps = torch.full((batch,), int(t), device=device, dtype=torch.long)
+                model_input = scheduler.scale_model_input(sample, t)
+                prediction = self.guided_prediction(
+                    hidden[:batch], hidden[batch:] if branched else None, previous, model_input, timesteps, guidance
+                )
+                if use_value:
+                    # 4. value guidance, VGPO Eq. (10) / Alg. 2: s <- s + lambda * grad V (one head backward)
+                    _, value_grad = value_model.value_and_grad(value_lm.hidden, previous, model_input, timesteps)
+                    prediction = schedule.add_score(prediction, model_input, timesteps,
+                                                    value_guidance_scale * value_grad)
+                sample = scheduler.step(prediction, t, sample, generator=generator).prev_sample
+            patches.append(sample)
+            lengths += (~finished).long()
+            previous = sample
+            if step + 1 < max_patches:
+                # 5. feed the new patch to the LM(s)
+                lm.append(torch.cat([sample] * copies))
+                if value_lm is not None:
+                    value_lm.append(sample)
+
+        num = len(patches)
+        if num:
+            stacked = torch.stack(patches, dim=1)  # (B, N, PD)
+        else:
+            stacked = torch.zeros(batch, 0, config.patch_dim, device=device, dtype=prefix.dtype)
+        patch_mask = torch.arange(num, device=device)[None] < lengths[:, None]
+        stacked = stacked * patch_mask[..., None]
+        latents = stacked.reshape(batch, num * config.patch_size, config.latent_dim)
+        return ARDMGenerationOutput(
+            latents=latents,
+            latents_mask=patch_mask.repeat_interleave(config.patch_size, dim=1),
+            num_patches=lengths,
+            stopped=finished,
+        )
+
+
+__all__ = ["ARDMGenerationMixin", "ARDMGenerationOutput"]
