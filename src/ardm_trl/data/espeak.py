@@ -6,9 +6,10 @@ espeak-ng itself speaks).
 
 Determinism: espeak-ng keeps synthesis state in C statics that `espeak_Terminate`/`espeak_Initialize` do not
 reset (e.g. the phase of its pitch "flutter"), so the same call returns slightly different audio depending on
-what the process synthesised before (measured: lengths 31430-31443 samples for the same text). Each call here
-therefore loads a private copy of the library, initialises it, and unloads it afterwards (~4 ms per call), which
-makes every call bit-exact reproducible whatever ran before. Calls are serialised by a module-level lock.
+what the process synthesised before (measured: lengths 31430-31443 samples for the same text), and the noise of
+its breathy variants (f2-f5) comes from a generator seeded with the clock. Each call here therefore loads a
+private copy of the library, initialises it, seeds its generator (and libc's `rand()`) and unloads the library
+afterwards (~4 ms per call), which makes every call bit-exact reproducible whatever ran before and whenever. Calls are serialised by a module-level lock.
 
 Voices are espeak-ng voice names, optionally with a variant: `"en-us"`, `"en-us+f3"`, `"en+m7"`, `"en-us+klatt2"`.
 `"en"` is British English (there is no `"en-gb"` voice name in this build; `"en-gb-x-rp"` and
@@ -47,7 +48,8 @@ _EE_OK = 0
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 _LOCK = threading.Lock()
-_PRIVATE_COPY: dict[int, str] = {}  # pid -> path of this process's private copy of libespeak-ng
+_PRIVATE_COPY: dict[int, str] = {}
+_LIBC: dict[str, ctypes.CDLL] = {}  # pid -> path of this process's private copy of libespeak-ng
 
 
 class EspeakError(RuntimeError):
@@ -74,6 +76,13 @@ def _private_library_path() -> str:
     return _PRIVATE_COPY[pid]
 
 
+def _libc() -> ctypes.CDLL:
+    if "libc" not in _LIBC:
+        _LIBC["libc"] = ctypes.CDLL(None)  # the process's C library, whose rand() libespeak-ng calls
+        _LIBC["libc"].srand.argtypes = [ctypes.c_uint]
+    return _LIBC["libc"]
+
+
 def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
     lib.espeak_Initialize.restype = ctypes.c_int
@@ -92,6 +101,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.espeak_Terminate.restype = ctypes.c_int
     lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
     lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+    lib.espeak_ng_SetRandSeed.restype = None
 
 
 @contextlib.contextmanager
@@ -154,6 +165,8 @@ def synthesize(text: str, voice: str = "en-us", pitch: int = 50, rate: int = 175
         lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
         lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
         lib.espeak_SetParameter(_PARAM_VOLUME, 100, 0)
+        lib.espeak_ng_SetRandSeed(0)  # espeak-ng seeds its noise generator from the clock at initialisation
+        _libc().srand(0)  # and a few code paths call libc's rand()
         status = lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
         lib.espeak_Synchronize()
     if status != _EE_OK:
