@@ -62,6 +62,8 @@ class ARDMOutput(ModelOutput):
         stop_loss (`torch.FloatTensor` of shape `()`, *optional*): binary cross-entropy of the stop head.
         stop_logits (`torch.FloatTensor` of shape `(B, N + 1)`): stop logit after each number of patches.
         hidden_states (`torch.FloatTensor` of shape `(B, N, H)`): LM states that predict each target patch.
+        head_prediction (`torch.FloatTensor` of shape `(M, K, P*D)`, *optional*): the (LM-guided) head prediction at
+            the given `draws` (the RL trainers' entry point, so distributed wrappers see a forward call).
     """
 
     loss: torch.FloatTensor | None = None
@@ -69,6 +71,7 @@ class ARDMOutput(ModelOutput):
     stop_loss: torch.FloatTensor | None = None
     stop_logits: torch.FloatTensor | None = None
     hidden_states: torch.FloatTensor | None = None
+    head_prediction: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -287,6 +290,8 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
         latents: torch.FloatTensor | None = None,
         latents_mask: torch.Tensor | None = None,
         labels: torch.FloatTensor | None = None,
+        draws=None,
+        lm_guidance_scale: float | None = None,
         **kwargs,
     ) -> ARDMOutput:
         r"""
@@ -301,12 +306,25 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
             latents_mask (`torch.Tensor` of shape `(B, F)`, *optional*): valid frames.
             labels (`torch.FloatTensor` of shape `(B, F, D)`, *optional*): the target latents; when given, the loss
                 is computed.
+            draws (`ardm_trl.trainer.ardm_utils.NoiseDraws`, *optional*): noisy tokens `x_n^t` at `(n, t)`; when
+                given, `head_prediction` holds the head's prediction there (one LM pass, LM guidance with weight
+                `lm_guidance_scale`, default 1 = conditional) and no loss is computed.
         """
         if latents is None:
             latents = labels
         if latents is None:
             raise ValueError("Pass the target latents as `latents=` or `labels=`.")
         batch = latents.shape[0]
+        if draws is not None:
+            guidance = 1.0 if lm_guidance_scale is None else lm_guidance_scale
+            states = self.compute_lm_states(text_input_ids, latents, text_attention_mask, latents_mask, prompt_latents,
+                                            prompt_latents_mask, unconditional=guidance != 1.0)
+            unconditional = None if states.unconditional_hidden is None else draws.gather(states.unconditional_hidden)
+            prediction = self.guided_prediction(draws.gather(states.hidden), unconditional,
+                                                draws.gather(states.previous_patches), draws.noisy, draws.timesteps,
+                                                guidance)
+            return ARDMOutput(stop_logits=self.stop_logits(states.stop_hidden), hidden_states=states.hidden,
+                              head_prediction=prediction)
         drop_text = None
         if self.training and self.config.cfg_dropout_prob > 0:
             drop_text = torch.rand(batch, device=latents.device) < self.config.cfg_dropout_prob
@@ -414,31 +432,28 @@ class ARDMValueModel(ARDMPreTrainedModel):
         prompt_latents_mask: torch.Tensor | None = None,
         rewards: torch.FloatTensor | None = None,
         num_draws: int | None = None,
+        draws=None,
         **kwargs,
     ) -> ARDMValueOutput:
         r"""
-        Values at every valid patch of `latents`, each at `num_draws` random `(t, eps)` (one LM pass for all). With
-        `rewards` `(B,)`, `loss` is the MSE of Eq. 13 (the value trainer also offers the exp-MSE of Eq. 32).
+        Values at noisy tokens of `latents` from one LM pass: at the given `draws`
+        (`ardm_trl.trainer.ardm_utils.NoiseDraws`), or at every valid patch with `num_draws` random `(t, eps)` each.
+        With `rewards` `(B,)`, `loss` is the MSE of Eq. 13 (the value trainer also offers the exp-MSE of Eq. 32).
         """
+        from ...trainer.ardm_utils import draw_noisy_tokens
+
         states = self.compute_lm_states(
             text_input_ids, latents, text_attention_mask, latents_mask, prompt_latents, prompt_latents_mask
         )
-        draws = num_draws or self.config.diffusion_batch_multiplier
-        valid = states.patch_mask
-        sample_index = torch.arange(valid.shape[0], device=valid.device)[:, None].expand_as(valid)[valid]
-        clean = states.patches[valid][:, None].expand(-1, draws, -1)  # (M, K, PD)
-        timesteps = self.noise_schedule.sample_timesteps(clean.shape[:2], clean.device)
-        noisy = self.noise_schedule.add_noise(clean, torch.randn_like(clean), timesteps)
-        values = self.value(
-            states.hidden[valid][:, None].expand(-1, draws, -1),
-            states.previous_patches[valid][:, None].expand(-1, draws, -1),
-            noisy,
-            timesteps,
-        )
+        if draws is None:
+            draws = draw_noisy_tokens(self.noise_schedule, states.patches, states.patch_mask,
+                                      num_draws or self.config.diffusion_batch_multiplier)
+        values = self.value(draws.gather(states.hidden), draws.gather(states.previous_patches), draws.noisy,
+                            draws.timesteps)
         loss = None
         if rewards is not None:
-            loss = F.mse_loss(values.float(), rewards.float()[sample_index][:, None].expand_as(values))
-        return ARDMValueOutput(loss=loss, values=values, timesteps=timesteps, sample_index=sample_index)
+            loss = F.mse_loss(values.float(), rewards.float()[draws.sample_index][:, None].expand_as(values))
+        return ARDMValueOutput(loss=loss, values=values, timesteps=draws.timesteps, sample_index=draws.sample_index)
 
 
 class ARDMDiscriminator(ARDMValueModel):

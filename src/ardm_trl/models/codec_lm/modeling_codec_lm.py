@@ -91,18 +91,23 @@ def position_ids_from_attention_mask(attention_mask: torch.Tensor) -> torch.Long
 
 
 def process_speech_logits(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, forbid_eos: bool = False
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    forbid_eos: bool | torch.Tensor = False,
 ) -> torch.Tensor:
-    """Temperature, top-k and "no end-of-speech yet" applied to speech-head logits `(..., codebook_size + 1)`.
+    """Temperature, "no end-of-speech yet" and top-k (in this order) applied to speech-head logits `(..., K + 1)`.
 
     The same function is used when sampling and when replaying a sample, so both see the same distribution.
+    `forbid_eos` is a bool or a boolean tensor broadcastable to `logits.shape[:-1]` (per position).
     """
     if temperature <= 0:
         raise ValueError(f"`temperature` must be > 0, got {temperature}; use a small value for near-greedy sampling.")
     logits = logits / temperature
-    if forbid_eos:
-        logits = logits.clone()
-        logits[..., -1] = float("-inf")
+    if isinstance(forbid_eos, torch.Tensor) or forbid_eos:
+        forbid = torch.as_tensor(forbid_eos, dtype=torch.bool, device=logits.device)
+        eos = logits[..., -1:].masked_fill(forbid[..., None], float("-inf"))
+        logits = torch.cat([logits[..., :-1], eos], dim=-1)
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

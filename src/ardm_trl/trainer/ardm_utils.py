@@ -1,0 +1,173 @@
+"""Building blocks shared by the ARDM trainers (value training, VGPO, ARDM-DPO, Best-of-K): noise draws at random
+(n, t), the KL estimate to the reference, the value losses, and calling reward functions the TRL way."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..models.ardm import NoiseSchedule
+from ..rewards.normalization import group_normalize
+
+RewardFunc = Callable[..., Sequence[float | None] | torch.Tensor]
+
+
+@dataclass
+class NoiseDraws:
+    """`K` random `(t, eps)` for each of the `M` selected tokens of a batch of trajectories; shapes `(M, K, ...)`.
+
+    `sample_index` `(M,)` maps each token to its trajectory; `token_index` `(M,)` is its position `n`.
+    """
+
+    sample_index: torch.Tensor
+    token_index: torch.Tensor
+    timesteps: torch.Tensor
+    noise: torch.Tensor
+    clean: torch.Tensor
+    noisy: torch.Tensor
+
+    def gather(self, per_token: torch.Tensor) -> torch.Tensor:
+        """Pick `(B, N, X)` per-token tensors (LM states, previous patches) at the drawn tokens: `(M, K, X)`."""
+        picked = per_token[self.sample_index, self.token_index]  # (M, X)
+        return picked[:, None].expand(-1, self.timesteps.shape[1], -1)
+
+
+def draw_noisy_tokens(
+    schedule: NoiseSchedule,
+    patches: torch.Tensor,
+    patch_mask: torch.Tensor,
+    num_draws: int,
+    max_tokens: int | None = None,
+    generator: torch.Generator | None = None,
+) -> NoiseDraws:
+    """Noise `num_draws` copies of the valid tokens of `states` at uniform random diffusion times.
+
+    Args:
+        schedule (`NoiseSchedule`): the model's noise schedule.
+        patches (`torch.Tensor` of shape `(B, N, P*D)`), patch_mask (`(B, N)`): clean trajectories in patches
+            (`model.patchify(latents, latents_mask)`).
+        num_draws (`int`): draws `(t, eps)` per token.
+        max_tokens (`int`, *optional*): if set, a uniform random subset of at most this many tokens (random `n`).
+    """
+    valid = patch_mask.bool()
+    sample_index, token_index = valid.nonzero(as_tuple=True)
+    if max_tokens is not None and sample_index.numel() > max_tokens:
+        keep = torch.randperm(sample_index.numel(), device=valid.device, generator=generator)[:max_tokens]
+        sample_index, token_index = sample_index[keep], token_index[keep]
+    clean = patches[sample_index, token_index][:, None].expand(-1, num_draws, -1)  # (M, K, PD)
+    timesteps = torch.randint(0, schedule.num_train_timesteps, clean.shape[:2], device=clean.device,
+                              generator=generator)
+    noise = torch.randn(clean.shape, device=clean.device, dtype=clean.dtype, generator=generator)
+    return NoiseDraws(sample_index, token_index, timesteps, noise, clean, schedule.add_noise(clean, noise, timesteps))
+
+
+def ardm_kl(policy_epsilon: torch.Tensor, reference_epsilon: torch.Tensor) -> torch.Tensor:
+    """KL estimate to the reference (reported as "KL" in the VGPO tables): the mean squared difference of policy and
+    reference predictions in epsilon units, i.e. `sigma_t^2 ||s_theta - s_ref||^2` per dimension, averaged over
+    policy samples and random `(n, t)`. One function for every trainer."""
+    return (policy_epsilon.float() - reference_epsilon.float()).pow(2).mean()
+
+
+def value_loss(values: torch.Tensor, rewards: torch.Tensor, loss_type: str = "mse") -> torch.Tensor:
+    """Value-model regression loss at `(n, t)` draws: `values` `(M, K)`, `rewards` `(M,)` of their trajectories.
+
+    - `"mse"`: VGPO Eq. 13, `(V - r)^2`; its minimum is the (ordinary) value `E[r]`.
+    - `"exp_mse"`: VGPO Eq. 32, `(exp(V - sg V) - exp(r - sg V))^2`, whose minimum is the soft value `log E[exp r]`
+      and whose gradient `2 (1 - exp(r - V)) grad V` avoids the exponentials of Eq. 12.
+    """
+    rewards = rewards.to(values.dtype)[:, None].expand_as(values)
+    if loss_type == "mse":
+        return F.mse_loss(values.float(), rewards.float())
+    if loss_type == "exp_mse":
+        anchor = values.detach()
+        diff = torch.exp(values - anchor) - torch.exp((rewards - anchor).clamp(max=30.0))
+        return diff.float().pow(2).mean()
+    raise ValueError(f"Unknown value loss {loss_type!r}; use 'mse' (Eq. 13) or 'exp_mse' (Eq. 32).")
+
+
+def reward_func_name(func: Any) -> str:
+    return getattr(func, "__name__", None) or type(func).__name__
+
+
+def call_reward_funcs(
+    reward_funcs: Sequence[RewardFunc],
+    reward_weights: torch.Tensor,
+    prompts: list[str],
+    completions: list[torch.Tensor],
+    columns: dict[str, list[Any]] | None = None,
+    **extra: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Call every reward function TRL's way and combine them.
+
+    Each function gets `prompts=`, `completions=` (one `(F_i, D)` latent tensor per sample), the extra dataset
+    columns as keyword arguments, and `extra` (e.g. `audio=`, `sampling_rate=`). It returns one value per sample
+    (a list or a tensor); `None` means "no reward for this sample" and is skipped in the weighted sum (as in TRL).
+
+    Returns:
+        `(total (B,), per_function (B, K))`; `per_function` holds NaN where a function returned `None`.
+
+    Raises:
+        ValueError: a function returned the wrong number of values, or NaN / inf, or every function returned `None`
+            for some sample. The message names the function. Nothing has been updated when this is raised.
+    """
+    batch = len(completions)
+    columns = columns or {}
+    per_function = torch.full((batch, len(reward_funcs)), float("nan"))
+    for k, func in enumerate(reward_funcs):
+        name = reward_func_name(func)
+        output = func(prompts=prompts, completions=completions, **columns, **extra)
+        values = output.tolist() if isinstance(output, torch.Tensor) else list(output)
+        if len(values) != batch:
+            raise ValueError(
+                f"Reward function {name!r} returned {len(values)} values for a batch of {batch} samples; it must "
+                "return one value (or None) per completion."
+            )
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"Reward function {name!r} returned a non-finite value ({value}) for sample {i} "
+                    f"(prompt {prompts[i]!r}); return None for samples without a reward."
+                )
+            per_function[i, k] = value
+    missing = torch.isnan(per_function).all(dim=1)
+    if missing.any():
+        raise ValueError(
+            f"Every reward function returned None for sample(s) {missing.nonzero().flatten().tolist()}; at least "
+            "one reward per sample is needed."
+        )
+    total = (per_function * reward_weights.to(per_function.dtype)[None]).nansum(dim=1)
+    return total, per_function
+
+
+def all_reduce_gradients(module: torch.nn.Module, accelerator) -> None:
+    """Average the gradients of a module that is not wrapped by the Trainer (value model, discriminator) over
+    processes, so every rank applies the same update."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return
+    import torch.distributed as dist
+
+    for param in module.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+            param.grad /= accelerator.num_processes
+
+
+__all__ = [
+    "NoiseDraws",
+    "RewardFunc",
+    "all_reduce_gradients",
+    "ardm_kl",
+    "call_reward_funcs",
+    "draw_noisy_tokens",
+    "group_normalize",
+    "reward_func_name",
+    "value_loss",
+]

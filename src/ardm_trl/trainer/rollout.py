@@ -1,0 +1,130 @@
+"""Rollouts: batching prompt rows, sampling G trajectories per prompt from an ARDM, and scoring them with reward
+functions. Shared by the value trainer, VGPO, Best-of-K and the preference-data builder of ARDM-DPO."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from ..data.collators import pad_sequences
+from .ardm_utils import RewardFunc, call_reward_funcs
+
+# Columns a rollout consumes itself; every other dataset column is passed to reward functions as a keyword.
+MODEL_COLUMNS = ("text_input_ids", "prompt_latents", "latents")
+
+
+class AudioDecoder(Protocol):
+    """Anything that turns latents into waveforms (e.g. `ardm_trl.audio.SpeechCodecModel`)."""
+
+    sampling_rate: int
+
+    def decode_list(self, latents: list[torch.Tensor]) -> list[Any]: ...
+
+
+@dataclass
+class PromptBatch:
+    """Tensors of a batch of prompts (each repeated `num_generations` times) and their dataset columns."""
+
+    text_input_ids: torch.Tensor
+    text_attention_mask: torch.Tensor
+    prompts: list[str]
+    group_ids: torch.Tensor
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    prompt_latents: torch.Tensor | None = None
+    prompt_latents_mask: torch.Tensor | None = None
+
+    def model_inputs(self) -> dict[str, torch.Tensor | None]:
+        return dict(text_input_ids=self.text_input_ids, text_attention_mask=self.text_attention_mask,
+                    prompt_latents=self.prompt_latents, prompt_latents_mask=self.prompt_latents_mask)
+
+    def to(self, device: torch.device) -> PromptBatch:
+        move = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return type(self)(**move)
+
+
+@dataclass
+class Rollouts(PromptBatch):
+    """Sampled trajectories with their rewards. `latents` `(B, F, D)`, `latents_mask` `(B, F)`."""
+
+    latents: torch.Tensor | None = None
+    latents_mask: torch.Tensor | None = None
+    rewards: torch.Tensor | None = None
+    rewards_per_func: torch.Tensor | None = None
+
+    def completions(self) -> list[torch.Tensor]:
+        """One `(F_i, D)` latent tensor per sample, trimmed to its length."""
+        return [lat[mask] for lat, mask in zip(self.latents, self.latents_mask.bool())]
+
+
+def prepare_prompt_batch(
+    rows: Sequence[dict[str, Any]],
+    num_generations: int = 1,
+    processing_class: Any = None,
+    text_pad_token_id: int = 0,
+    patch_size: int = 1,
+) -> PromptBatch:
+    """Batch dataset rows into model inputs, each row repeated `num_generations` times (consecutively).
+
+    A row holds the target text under `prompt` (or `text`), and either `text_input_ids` or nothing, in which case
+    `processing_class` (a callable text -> ids, or an object with `encode`) tokenises the text. An optional
+    `prompt_latents` column `(Fp, D)` is the voice prompt. Every other column is kept for the reward functions.
+    """
+    if not rows:
+        raise ValueError("Empty batch of prompts.")
+    rows = [row for row in rows for _ in range(num_generations)]
+    prompts = [row.get("prompt", row.get("text")) for row in rows]
+    if any(p is None for p in prompts):
+        raise ValueError("Each dataset row needs the target text in a `prompt` (or `text`) column.")
+    if "text_input_ids" in rows[0]:
+        ids = [torch.as_tensor(row["text_input_ids"], dtype=torch.long) for row in rows]
+    elif processing_class is not None:
+        encode = getattr(processing_class, "encode", processing_class)
+        ids = [torch.as_tensor(encode(p), dtype=torch.long) for p in prompts]
+    else:
+        raise ValueError("Rows have no `text_input_ids`: pass `processing_class=` (the text tokenizer).")
+    text, text_mask = pad_sequences(ids, padding_value=text_pad_token_id)
+    group_ids = torch.arange(len(rows) // num_generations).repeat_interleave(num_generations)
+    batch = PromptBatch(text, text_mask.long(), prompts, group_ids)
+    if rows[0].get("prompt_latents") is not None:
+        prompt = [torch.as_tensor(row["prompt_latents"], dtype=torch.float32) for row in rows]
+        batch.prompt_latents, batch.prompt_latents_mask = pad_sequences(prompt, patch_size)
+    skip = set(MODEL_COLUMNS) | {"prompt"}
+    batch.columns = {key: [row.get(key) for row in rows] for key in rows[0] if key not in skip}
+    return batch
+
+
+@torch.no_grad()
+def generate_rollouts(model, batch: PromptBatch, **generation_kwargs: Any) -> Rollouts:
+    """Sample one trajectory per row of `batch` from `model` (an ARDM; pass `lm_guidance_scale`, `max_patches`,
+    `value_model`, ... through `generation_kwargs`)."""
+    out = model.generate(**batch.model_inputs(), **generation_kwargs)
+    fields = {name: getattr(batch, name) for name in PromptBatch.__dataclass_fields__}
+    return Rollouts(**fields, latents=out.latents, latents_mask=out.latents_mask)
+
+
+def score_rollouts(
+    rollouts: Rollouts,
+    reward_funcs: Sequence[RewardFunc],
+    reward_weights: torch.Tensor | None = None,
+    audio_decoder: AudioDecoder | None = None,
+) -> Rollouts:
+    """Fill `rollouts.rewards` / `rewards_per_func` by calling the reward functions (TRL's convention, see
+    `call_reward_funcs`). With an `audio_decoder`, the samples are decoded once and passed as `audio=` with
+    `sampling_rate=`."""
+    if reward_weights is None:
+        reward_weights = torch.ones(len(reward_funcs))
+    extra: dict[str, Any] = {}
+    completions = [c.detach().cpu() for c in rollouts.completions()]
+    if audio_decoder is not None:
+        extra = {"audio": audio_decoder.decode_list(completions), "sampling_rate": audio_decoder.sampling_rate}
+    total, per_func = call_reward_funcs(reward_funcs, reward_weights, rollouts.prompts, completions,
+                                        rollouts.columns, **extra)
+    device = rollouts.latents.device
+    rollouts.rewards, rollouts.rewards_per_func = total.to(device), per_func.to(device)
+    return rollouts
+
+
+__all__ = ["AudioDecoder", "PromptBatch", "Rollouts", "generate_rollouts", "prepare_prompt_batch", "score_rollouts"]

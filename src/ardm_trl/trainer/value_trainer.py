@@ -1,0 +1,147 @@
+"""Value-model training (VGPO Algorithm 1): regress `V(x_<n, x_n^t)` on trajectory rewards at random `(n, t)`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import Trainer, TrainerCallback
+
+from ..data.collators import ARDMDataCollator
+from ..models.ardm import ARDMValueModel
+from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, value_loss
+from .base import MetricsMixin, ModelCardMixin
+from .rollout import AudioDecoder, generate_rollouts, prepare_prompt_batch, score_rollouts
+from .value_config import ValueConfig
+
+
+@dataclass
+class ValueDataCollator:
+    """Batches rows with `text_input_ids`, `latents`, a reward column and an optional group column."""
+
+    patch_size: int
+    reward_column: str = "reward"
+    group_column: str = "group_id"
+    text_pad_token_id: int = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = ARDMDataCollator(self.patch_size, self.text_pad_token_id)(features)
+        batch.pop("labels", None)
+        if self.reward_column not in features[0]:
+            raise ValueError(f"Value training rows need a `{self.reward_column}` column with the trajectory reward.")
+        batch["rewards"] = torch.tensor([float(f[self.reward_column]) for f in features])
+        if self.group_column in features[0]:
+            batch["group_ids"] = torch.tensor([hash(f[self.group_column]) for f in features])
+        return batch
+
+
+def value_training_loss(
+    model: torch.nn.Module,
+    value_model: ARDMValueModel,
+    inputs: dict[str, Any],
+    rewards: torch.Tensor,
+    loss_type: str,
+    num_draws: int,
+    max_tokens: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alg. 1, one step's loss: one LM pass of `model` (the possibly wrapped `value_model`) over the trajectories,
+    values at `num_draws` random `t` for each (or `max_tokens` random) token, regression to the rewards.
+
+    Returns `(loss, values)`."""
+    patches, patch_mask = value_model.patchify(inputs["latents"], inputs.get("latents_mask"))
+    draws = draw_noisy_tokens(value_model.noise_schedule, patches, patch_mask, num_draws, max_tokens)
+    out = model(**inputs, draws=draws)
+    return value_loss(out.values, rewards[draws.sample_index], loss_type), out.values
+
+
+class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
+    """Trains an [`ARDMValueModel`] on trajectories with rewards (VGPO Algorithm 1).
+
+    The dataset holds `text_input_ids`, `latents` `(F, D)`, a reward (`args.reward_column`) and optionally a group
+    id (`args.group_column`, for per-prompt normalisation) and `prompt_latents`. Trajectories can come from a corpus
+    (Task A: real audio and its reward) or from samples of an ARDM ([`build_value_dataset`], Task B).
+    """
+
+    _trainer_name = "ValueTrainer (VGPO Algorithm 1)"
+    _paper_title = "Fine-tuning speech autoregressive diffusion models with value guided policy optimization"
+    _tag_names = ["ardm_trl", "value-model", "vgpo"]
+
+    def __init__(
+        self,
+        model: ARDMValueModel,
+        args: ValueConfig | None = None,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | None = None,
+        processing_class: Any = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple = (None, None),
+    ):
+        args = args or ValueConfig(output_dir="value-model")
+        collator = ValueDataCollator(model.config.patch_size, args.reward_column, args.group_column,
+                                     model.config.text_pad_token_id)
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         data_collator=collator, processing_class=processing_class, callbacks=callbacks,
+                         optimizers=optimizers)
+        self._init_metrics()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        rewards = inputs.pop("rewards")
+        group_ids = inputs.pop("group_ids", None)
+        if self.args.group_normalize:
+            if group_ids is None:
+                raise ValueError(f"`group_normalize=True` needs a `{self.args.group_column}` column.")
+            rewards = group_normalize(rewards, group_ids)
+        loss, values = value_training_loss(
+            model, self.accelerator.unwrap_model(model), inputs, rewards, self.args.loss_type, self.args.num_draws,
+            self.args.max_tokens_per_sample * rewards.shape[0] if self.args.max_tokens_per_sample else None,
+        )
+        self._record_metric("value/mean", values)
+        self._record_metric("value/reward_mean", rewards)
+        return (loss, {"values": values}) if return_outputs else loss
+
+
+@torch.no_grad()
+def build_value_dataset(
+    model,
+    prompts: Dataset | Sequence[dict[str, Any]],
+    reward_funcs: RewardFunc | Sequence[RewardFunc],
+    num_generations: int = 8,
+    batch_size: int = 8,
+    reward_weights: Sequence[float] | None = None,
+    processing_class: Any = None,
+    audio_decoder: AudioDecoder | None = None,
+    **generation_kwargs: Any,
+) -> Dataset:
+    """Sample `num_generations` trajectories per prompt row from an ARDM, score them, and return a dataset for
+    [`ValueTrainer`] (Task B style: the value model learns the rewards of the base model's own samples).
+
+    Columns: `text_input_ids`, `latents`, `reward`, `group_id` (the prompt's index), `prompt`, and the prompt rows'
+    other columns.
+    """
+    funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    weights = torch.tensor(reward_weights if reward_weights is not None else [1.0] * len(funcs))
+    rows = list(prompts)
+    records: list[dict[str, Any]] = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        batch = prepare_prompt_batch(chunk, num_generations, processing_class, model.config.text_pad_token_id,
+                                     model.config.patch_size).to(model.device)
+        rollouts = score_rollouts(generate_rollouts(model, batch, **generation_kwargs), funcs, weights, audio_decoder)
+        for i, completion in enumerate(rollouts.completions()):
+            record = {key: values[i] for key, values in rollouts.columns.items()}
+            record.update(
+                prompt=rollouts.prompts[i],
+                text_input_ids=rollouts.text_input_ids[i][rollouts.text_attention_mask[i].bool()].tolist(),
+                latents=completion.cpu().tolist(),
+                reward=float(rollouts.rewards[i]),
+                group_id=start + int(rollouts.group_ids[i]),
+            )
+            records.append(record)
+    return Dataset.from_list(records)
+
+
+__all__ = ["ValueDataCollator", "ValueTrainer", "build_value_dataset", "value_training_loss"]

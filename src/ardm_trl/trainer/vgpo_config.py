@@ -1,0 +1,118 @@
+"""Configuration of the VGPO trainer (VGPO paper, Algorithm 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class VGPOConfig(TrainingArguments):
+    r"""
+    Configuration of [`VGPOTrainer`]. Defaults follow the paper's Sec. 4.1 where they make sense (AdamW, learning
+    rate 1e-6, betas (0.9, 0.95), weight decay 0.01, DDPM with 16 steps, LM guidance 2 in rollouts and in the loss).
+
+    `per_device_train_batch_size` counts prompts; each prompt is sampled `num_generations` times per step.
+
+    Parameters (beyond [`~transformers.TrainingArguments`]):
+        > Rollouts
+
+        num_generations (`int`, *optional*, defaults to `4`):
+            Trajectories sampled per prompt per step (the group of per-prompt normalisation).
+        max_patches (`int`, *optional*, defaults to `64`):
+            Maximum patches per rollout.
+        min_patches (`int`, *optional*, defaults to `0`):
+            The stop head is ignored before this many patches.
+        num_inference_steps (`int`, *optional*, defaults to `16`):
+            Denoising steps per patch in rollouts.
+        lm_guidance_scale (`float`, *optional*, defaults to `2.0`):
+            LM guidance weight `w`, in rollouts and in the loss (the paper always enables it, App. B.2).
+
+        > Rewards
+
+        reward_weights (`list[float]`, *optional*):
+            Weights of the reward functions (all 1 by default).
+        group_normalize (`bool`, *optional*, defaults to `False`):
+            Per-prompt reward normalisation over the `num_generations` samples (Sec. 4.3), used for the value updates.
+
+        > Loss
+
+        w_kl (`float`, *optional*, defaults to `1.0`):
+            Weight of the KL term `||s_theta - s_ref||^2` (Eq. 15). The fixed point is `s_ref + grad V / w_kl`: `w_kl`
+            acts as a KL temperature and `w_kl = 1` with the exact soft value is the KL-RFT optimum.
+        num_draws (`int`, *optional*, defaults to `4`):
+            Random diffusion times `t` per token per step; the reference and value LM passes are done once per
+            trajectory and their heads at every draw.
+        max_tokens_per_sample (`int`, *optional*):
+            If set, at most this many random tokens `n` per trajectory per step (all valid tokens otherwise).
+
+        > Online value update (Alg. 3, lines 4-6)
+
+        online_value_update (`bool`, *optional*, defaults to `False`):
+            After each policy step, `value_steps` value-model steps (Alg. 1) on the same rollouts.
+        value_steps (`int`, *optional*, defaults to `10`):
+            Value steps per policy step (the paper uses 10).
+        value_learning_rate (`float`, *optional*, defaults to `1e-5`):
+            AdamW learning rate of the value model.
+        value_loss_type (`str`, *optional*, defaults to `"mse"`):
+            `"mse"` (Eq. 13) or `"exp_mse"` (Eq. 32).
+
+        > Adversarial distribution matching (Sec. 3.4)
+
+        use_adm (`bool`, *optional*, defaults to `False`):
+            Train a discriminator (Eq. 17) and add its gradient term (Eq. 18).
+        w_adm (`float`, *optional*, defaults to `0.125`):
+            Weight `w_A` of the adversarial term (the paper uses 2^-6 and 2^-3).
+        discriminator_steps (`int`, *optional*, defaults to `10`):
+            Discriminator steps per policy step.
+        discriminator_learning_rate (`float`, *optional*, defaults to `1e-5`):
+            AdamW learning rate of the discriminator.
+        adm_real_max_patches (`int`, *optional*):
+            Real (reference-model) samples are cut to their first this-many patches (the paper keeps the first 7 s,
+            which drift less).
+        peft_modules_to_save (`list[str]`, *optional*):
+            With `peft_config`, sub-modules that stay fully trainable besides the adapters (e.g. `["head"]`).
+    """
+
+    num_generations: int = field(default=4, metadata={"help": "Trajectories per prompt per step."})
+    max_patches: int = field(default=64, metadata={"help": "Maximum patches per rollout."})
+    min_patches: int = field(default=0, metadata={"help": "Stop head ignored before this many patches."})
+    num_inference_steps: int = field(default=16, metadata={"help": "Denoising steps per patch in rollouts."})
+    lm_guidance_scale: float = field(default=2.0, metadata={"help": "LM guidance weight w (rollouts and loss)."})
+    reward_weights: list[float] | None = field(default=None, metadata={"help": "Weights of the reward functions."})
+    group_normalize: bool = field(default=False, metadata={"help": "Per-prompt reward normalisation (Sec. 4.3)."})
+    w_kl: float = field(default=1.0, metadata={"help": "Weight of the KL term (Eq. 15)."})
+    num_draws: int = field(default=4, metadata={"help": "Random diffusion times per token per step."})
+    max_tokens_per_sample: int | None = field(default=None, metadata={"help": "Random tokens per trajectory."})
+    online_value_update: bool = field(default=False, metadata={"help": "Update the value model online (Alg. 3)."})
+    value_steps: int = field(default=10, metadata={"help": "Value steps per policy step."})
+    value_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the value model."})
+    value_loss_type: str = field(default="mse", metadata={"help": "'mse' (Eq. 13) or 'exp_mse' (Eq. 32)."})
+    use_adm: bool = field(default=False, metadata={"help": "Adversarial distribution matching (Sec. 3.4)."})
+    w_adm: float = field(default=0.125, metadata={"help": "Weight w_A of the adversarial term (Eq. 18)."})
+    discriminator_steps: int = field(default=10, metadata={"help": "Discriminator steps per policy step."})
+    discriminator_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the discriminator."})
+    adm_real_max_patches: int | None = field(default=None, metadata={"help": "Cut real samples to this many patches."})
+    peft_modules_to_save: list[str] | None = field(default=None, metadata={"help": "Fully trainable modules with LoRA."})
+    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (paper: 1e-6)."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (paper: 0.95)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (paper: 0.01)."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: reward functions read columns."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_generations < 1:
+            raise ValueError(f"`num_generations` must be >= 1, got {self.num_generations}.")
+        if self.group_normalize and self.num_generations < 2:
+            raise ValueError("`group_normalize=True` needs `num_generations >= 2` samples per prompt.")
+        if self.w_kl < 0 or self.w_adm < 0:
+            raise ValueError("`w_kl` and `w_adm` must be >= 0.")
+        if self.lm_guidance_scale < 0:
+            raise ValueError(f"`lm_guidance_scale` must be >= 0, got {self.lm_guidance_scale}.")
+        if self.value_loss_type not in ("mse", "exp_mse"):
+            raise ValueError(f"`value_loss_type` must be 'mse' or 'exp_mse', got {self.value_loss_type!r}.")
+
+
+__all__ = ["VGPOConfig"]

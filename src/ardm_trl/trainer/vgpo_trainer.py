@@ -1,0 +1,353 @@
+"""Value-Guided Policy Optimisation (VGPO paper, Algorithm 3, Eq. 14-18) for autoregressive diffusion models."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import AutoModel, PreTrainedModel, Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
+
+from ..models.ardm import ARDMDiscriminator, ARDMForSpeechSynthesis, ARDMValueModel
+from .ardm_utils import (
+    NoiseDraws,
+    RewardFunc,
+    all_reduce_gradients,
+    ardm_kl,
+    draw_noisy_tokens,
+    group_normalize,
+    reward_func_name,
+)
+from .base import MetricsMixin, ModelCardMixin, prepare_peft_model, reference_model_context, unwrap_peft
+from .rollout import AudioDecoder, Rollouts, generate_rollouts, prepare_prompt_batch, score_rollouts
+from .value_trainer import value_training_loss
+from .vgpo_config import VGPOConfig
+
+logger = logging.get_logger(__name__)
+
+VALUE_MODEL_NAME = "value_model"
+DISCRIMINATOR_NAME = "discriminator"
+
+
+def _identity_collator(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return features
+
+
+class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
+    r"""
+    Trainer for Value-Guided Policy Optimisation (VGPO), an actor-critic RL fine-tuning method for autoregressive
+    diffusion models.
+
+    Each step (Alg. 3): sample `num_generations` trajectories per prompt from the current policy (LM guidance on),
+    score them with `reward_funcs`, and at random `(n, t)` minimise, in epsilon units (the score loss times
+    `sigma_t^2`),
+
+        w_kl * ||eps_theta - eps_ref||^2 + ||eps_theta - sg(eps_theta) + sigma_t grad V||^2   [+ w_A * (same with grad D)]
+
+    whose fixed point is `s_theta = s_ref + grad V / w_kl`. Optionally the value model is updated online on the same
+    rollouts (Alg. 1) and a discriminator is trained against reference-model samples (ADM, Eq. 17-18).
+
+    Args:
+        model (`ARDMForSpeechSynthesis` or `str`): the policy (or a path / Hub id for `AutoModel.from_pretrained`).
+        value_model (`ARDMValueModel`): a trained value model of the policy's reference (`ARDMValueModel.from_ardm`
+            then [`ValueTrainer`]).
+        reward_funcs (`RewardFunc` or `list[RewardFunc]`): callables `f(prompts=, completions=, **columns)` returning
+            one float (or `None`) per completion; see `docs/custom_rewards.md`.
+        args ([`VGPOConfig`], *optional*).
+        train_dataset (`datasets.Dataset`): rows with the target text in `prompt` (or `text`), `text_input_ids` (or a
+            `processing_class` to make them), optional `prompt_latents` `(Fp, D)`, and any extra columns for rewards.
+        eval_dataset (`datasets.Dataset`, *optional*).
+        processing_class (*optional*): text tokenizer (callable or with `encode`) if rows lack `text_input_ids`.
+        ref_model (`ARDMForSpeechSynthesis`, *optional*): the reference `mu`. Defaults to a frozen copy of the initial
+            policy, or, with `peft_config`, the policy with adapters disabled (no second copy).
+        discriminator (`ARDMDiscriminator`, *optional*): for ADM; built from the policy when `use_adm` and missing.
+        audio_decoder (*optional*): a codec with `decode_list` and `sampling_rate`; rollouts are decoded once and
+            reward functions receive `audio=` and `sampling_rate=`.
+        peft_config (`peft.PeftConfig`, *optional*): LoRA on the backbone (e.g. `target_modules=["q_proj", "v_proj"]`).
+        callbacks, optimizers: as in [`~transformers.Trainer`].
+    """
+
+    _trainer_name = "VGPO"
+    _paper_title = "Fine-tuning speech autoregressive diffusion models with value guided policy optimization"
+    _tag_names = ["ardm_trl", "vgpo", "reinforcement-learning", "text-to-speech"]
+
+    def __init__(
+        self,
+        model: ARDMForSpeechSynthesis | str,
+        value_model: ARDMValueModel,
+        reward_funcs: RewardFunc | Sequence[RewardFunc],
+        args: VGPOConfig | None = None,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | None = None,
+        processing_class: Any = None,
+        ref_model: ARDMForSpeechSynthesis | None = None,
+        discriminator: ARDMDiscriminator | None = None,
+        audio_decoder: AudioDecoder | None = None,
+        peft_config: Any = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple = (None, None),
+    ):
+        args = args or VGPOConfig(output_dir="vgpo-model")
+        if isinstance(model, str):
+            model = AutoModel.from_pretrained(model)
+        self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+        if not self.reward_funcs:
+            raise ValueError("`reward_funcs` is empty: pass at least one reward function.")
+        weights = args.reward_weights or [1.0] * len(self.reward_funcs)
+        if len(weights) != len(self.reward_funcs):
+            raise ValueError(f"{len(weights)} `reward_weights` for {len(self.reward_funcs)} reward functions.")
+        self.reward_weights = torch.tensor(weights, dtype=torch.float32)
+        self._check_compatible(model, value_model, "value model")
+        if discriminator is not None:
+            self._check_compatible(model, discriminator, "discriminator")
+
+        if peft_config is not None:
+            model = prepare_peft_model(model, peft_config, args.peft_modules_to_save)
+        elif ref_model is None:
+            ref_model = copy.deepcopy(model)
+        if ref_model is not None:
+            ref_model.requires_grad_(False).eval()
+        if args.use_adm and discriminator is None:
+            discriminator = ARDMDiscriminator.from_ardm(unwrap_peft(model) if ref_model is None else ref_model)
+        self.ref_model = ref_model
+        self.value_model = value_model
+        self.discriminator = discriminator if args.use_adm else None
+        self.audio_decoder = audio_decoder
+
+        super().__init__(model=model, args=args, data_collator=_identity_collator, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
+                         optimizers=optimizers)
+        self.model_accepts_loss_kwargs = False
+        self._init_metrics()
+        device = self.accelerator.device
+        if self.ref_model is not None:
+            self.ref_model.to(device)
+        self.value_model.to(device)
+        self.value_optimizer = None
+        if args.online_value_update:
+            self.value_optimizer = torch.optim.AdamW(self.value_model.parameters(), lr=args.value_learning_rate,
+                                                     betas=(args.adam_beta1, args.adam_beta2),
+                                                     weight_decay=args.weight_decay)
+        else:
+            self.value_model.requires_grad_(False)
+        self.discriminator_optimizer = None
+        if self.discriminator is not None:
+            self.discriminator.to(device)
+            self.discriminator_optimizer = torch.optim.AdamW(
+                self.discriminator.parameters(), lr=args.discriminator_learning_rate,
+                betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.weight_decay)
+
+    @staticmethod
+    def _check_compatible(policy: PreTrainedModel, other: PreTrainedModel, name: str) -> None:
+        policy_config, other_config = unwrap_peft(policy).config, other.config
+        for key in ("latent_dim", "patch_size"):
+            if getattr(policy_config, key) != getattr(other_config, key):
+                raise ValueError(
+                    f"The {name} has {key}={getattr(other_config, key)} but the policy has "
+                    f"{key}={getattr(policy_config, key)}: build it from the policy with `from_ardm(policy)`."
+                )
+
+    # ------------------------------------------------------------------ rollouts
+    @property
+    def _policy(self) -> ARDMForSpeechSynthesis:
+        return unwrap_peft(self.accelerator.unwrap_model(self.model))
+
+    def _generation_kwargs(self) -> dict[str, Any]:
+        args = self.args
+        return dict(max_patches=args.max_patches, min_patches=args.min_patches,
+                    num_inference_steps=args.num_inference_steps, lm_guidance_scale=args.lm_guidance_scale)
+
+    def _prepare_inputs(self, inputs: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(inputs, dict) and "rollouts" in inputs:  # already rolled out (see training_step)
+            return inputs
+        return {"rollouts": self._generate_and_score(inputs)}
+
+    def _generate_and_score(self, rows: list[dict[str, Any]]) -> Rollouts:
+        """Sample `num_generations` trajectories per prompt row from the current policy and score them. Raises (before
+        any update) if a reward function misbehaves."""
+        policy = self._policy
+        config = policy.config
+        batch = prepare_prompt_batch(rows, self.args.num_generations, self.processing_class,
+                                     config.text_pad_token_id, config.patch_size).to(self.accelerator.device)
+        start = time.perf_counter()
+        was_training = policy.training
+        policy.eval()
+        rollouts = generate_rollouts(policy, batch, **self._generation_kwargs())
+        policy.train(was_training)
+        generated = time.perf_counter()
+        rollouts = score_rollouts(rollouts, self.reward_funcs, self.reward_weights, self.audio_decoder)
+        scored = time.perf_counter()
+
+        mode = "train" if self.model.training else "eval"
+        for k, func in enumerate(self.reward_funcs):
+            column = rollouts.rewards_per_func[:, k]
+            column = column[~torch.isnan(column)]
+            name = reward_func_name(func)
+            self._record_metric(f"rewards/{name}/mean", column.mean() if column.numel() else float("nan"), mode)
+            self._record_metric(f"rewards/{name}/std", column.std() if column.numel() > 1 else 0.0, mode)
+        self._record_metric("reward", rollouts.rewards.mean(), mode)
+        self._record_metric("reward_std", rollouts.rewards.std() if rollouts.rewards.numel() > 1 else 0.0, mode)
+        lengths = rollouts.latents_mask.sum(-1).float() / config.patch_size
+        self._record_metric("completions/mean_patches", lengths.mean(), mode)
+        self._record_metric("time/rollout", generated - start, mode)
+        self._record_metric("time/reward", scored - generated, mode)
+        self._record_metric("samples_per_second", lengths.numel() / max(scored - start, 1e-9), mode)
+        return rollouts
+
+    def _value_rewards(self, rollouts: Rollouts) -> torch.Tensor:
+        if self.args.group_normalize:
+            return group_normalize(rollouts.rewards, rollouts.group_ids)
+        return rollouts.rewards
+
+    # ------------------------------------------------------------------ loss
+    @staticmethod
+    def _model_inputs(rollouts: Rollouts) -> dict[str, Any]:
+        return dict(rollouts.model_inputs(), latents=rollouts.latents, latents_mask=rollouts.latents_mask)
+
+    @torch.no_grad()
+    def _critic_gradient(self, critic: ARDMValueModel, rollouts: Rollouts, draws: NoiseDraws) -> torch.Tensor:
+        """`grad_{x_n^t}` of a value model / discriminator at every draw: one LM pass, one head backward."""
+        states = critic.compute_lm_states(**self._model_inputs(rollouts))
+        _, grad = critic.value_and_grad(draws.gather(states.hidden), draws.gather(states.previous_patches),
+                                        draws.noisy, draws.timesteps)
+        return grad
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        rollouts: Rollouts = inputs["rollouts"]
+        args, policy = self.args, self._policy
+        schedule = policy.noise_schedule
+        patches, patch_mask = policy.patchify(rollouts.latents, rollouts.latents_mask)
+        max_tokens = args.max_tokens_per_sample * patches.shape[0] if args.max_tokens_per_sample else None
+        draws = draw_noisy_tokens(schedule, patches, patch_mask, args.num_draws, max_tokens)
+        model_inputs = self._model_inputs(rollouts)
+
+        # 1. policy prediction at the draws (one LM pass, LM guidance)
+        prediction = model(**model_inputs, draws=draws, lm_guidance_scale=args.lm_guidance_scale).head_prediction
+        epsilon = schedule.to_epsilon(prediction, draws.noisy, draws.timesteps)
+        # 2. reference prediction and value gradient (one LM pass each, heads at every draw)
+        with torch.no_grad(), reference_model_context(self.accelerator.unwrap_model(model), self.ref_model) as ref:
+            ref_prediction = ref(**model_inputs, draws=draws, lm_guidance_scale=args.lm_guidance_scale).head_prediction
+        ref_epsilon = schedule.to_epsilon(ref_prediction, draws.noisy, draws.timesteps)
+        _, sigma = schedule.alpha_sigma(draws.timesteps, draws.noisy)
+        value_grad = self._critic_gradient(self.value_model, rollouts, draws)
+
+        # 3. Eq. 15 (KL) and Eq. 16 (value guidance), times sigma_t^2: epsilon units
+        kl = ardm_kl(epsilon, ref_epsilon)
+        guidance_loss = (epsilon - epsilon.detach() + sigma * value_grad).float().pow(2).mean()
+        loss = args.w_kl * kl + guidance_loss
+        if self.discriminator is not None:
+            # 4. Eq. 18: the adversarial gradient term, grad D in place of grad V
+            disc_grad = self._critic_gradient(self.discriminator, rollouts, draws)
+            adversarial_loss = (epsilon - epsilon.detach() + sigma * disc_grad).float().pow(2).mean()
+            loss = loss + args.w_adm * adversarial_loss
+            self._record_metric("loss/adversarial", adversarial_loss)
+        self._record_metric("kl", kl)
+        self._record_metric("loss/kl", kl)
+        self._record_metric("loss/value_guidance", guidance_loss)
+        self._record_metric("value_grad_norm", (sigma * value_grad).pow(2).sum(-1).sqrt().mean())
+        return (loss, {"epsilon": epsilon}) if return_outputs else loss
+
+    # ------------------------------------------------------------------ critic updates
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        inputs = self._prepare_inputs(inputs)
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        rollouts = inputs["rollouts"]
+        if self.value_optimizer is not None:
+            self.update_value_model(rollouts)
+        if self.discriminator_optimizer is not None:
+            self.update_discriminator(rollouts)
+        return loss
+
+    def update_value_model(self, rollouts: Rollouts) -> None:
+        """Online value update (Alg. 3 lines 4-6): `value_steps` steps of Alg. 1 on the policy's own rollouts."""
+        args, value_model = self.args, self.value_model
+        rewards = self._value_rewards(rollouts)
+        value_model.train()
+        for _ in range(args.value_steps):
+            loss, _ = value_training_loss(value_model, value_model, self._model_inputs(rollouts), rewards,
+                                          args.value_loss_type, args.num_draws)
+            self.value_optimizer.zero_grad()
+            loss.backward()
+            all_reduce_gradients(value_model, self.accelerator)
+            torch.nn.utils.clip_grad_norm_(value_model.parameters(), args.max_grad_norm)
+            self.value_optimizer.step()
+            self._record_metric("value_loss", loss)
+        value_model.eval()
+
+    def _reference_rollouts(self, rollouts: Rollouts) -> Rollouts:
+        kwargs = self._generation_kwargs()
+        if self.args.adm_real_max_patches:
+            kwargs["max_patches"] = min(kwargs["max_patches"], self.args.adm_real_max_patches)
+        with reference_model_context(self.accelerator.unwrap_model(self.model), self.ref_model) as ref:
+            return generate_rollouts(unwrap_peft(ref), rollouts, **kwargs)
+
+    def update_discriminator(self, fake: Rollouts) -> None:
+        """ADM (Sec. 3.4): least-squares discriminator (Eq. 17), real = reference-model samples (optionally only their
+        first `adm_real_max_patches` patches), fake = policy samples."""
+        args, disc = self.args, self.discriminator
+        real = self._reference_rollouts(fake)
+        disc.train()
+        for _ in range(args.discriminator_steps):
+            scores = {}
+            for name, rollouts, target in (("fake", fake, -1.0), ("real", real, 1.0)):
+                out = disc(**self._model_inputs(rollouts), num_draws=args.num_draws)
+                scores[name] = (out.values, (out.values - target).float().pow(2).mean())
+            loss = scores["fake"][1] + scores["real"][1]
+            self.discriminator_optimizer.zero_grad()
+            loss.backward()
+            all_reduce_gradients(disc, self.accelerator)
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), args.max_grad_norm)
+            self.discriminator_optimizer.step()
+            self._record_metric("discriminator/loss", loss)
+            self._record_metric("discriminator/real_score", scores["real"][0])
+            self._record_metric("discriminator/fake_score", scores["fake"][0])
+        disc.eval()
+
+    # ------------------------------------------------------------------ saving and resuming
+    def _critics(self) -> list[tuple[str, torch.nn.Module | None, torch.optim.Optimizer | None]]:
+        return [(VALUE_MODEL_NAME, self.value_model, self.value_optimizer),
+                (DISCRIMINATOR_NAME, self.discriminator, self.discriminator_optimizer)]
+
+    def _save_critics(self, folder: str, with_optimizers: bool) -> None:
+        if not self.is_world_process_zero():
+            return
+        for name, module, optimizer in self._critics():
+            if module is None:
+                continue
+            module.save_pretrained(os.path.join(folder, name))
+            if with_optimizers and optimizer is not None:
+                torch.save(optimizer.state_dict(), os.path.join(folder, name, "optimizer.pt"))
+
+    def _save_checkpoint(self, model, trial):
+        # Critic states first: the Trainer writes trainer_state.json last, so a checkpoint folder that has it is whole.
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        self._save_critics(folder, with_optimizers=True)
+        super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, module, optimizer in self._critics():
+            path = os.path.join(resume_from_checkpoint, name)
+            if module is None or not os.path.isdir(path):
+                continue
+            loaded = type(module).from_pretrained(path)
+            module.load_state_dict(loaded.state_dict())
+            if optimizer is not None and os.path.isfile(os.path.join(path, "optimizer.pt")):
+                optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=True))
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        if not _internal_call:
+            self._save_critics(output_dir or self.args.output_dir, with_optimizers=False)
+
+    def _model_card_fields(self) -> dict[str, Any]:
+        return {"reward_funcs": [reward_func_name(f) for f in self.reward_funcs]}
+
+
+__all__ = ["VGPOTrainer"]
