@@ -33,6 +33,7 @@ __all__ = [
     "group_normalize",
     "is_peft_model",
     "prepare_peft_model",
+    "prepare_prompt_batch",
     "reference_model_context",
     "render_model_card",
     "score_rollouts",
