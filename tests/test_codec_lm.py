@@ -109,3 +109,66 @@ def test_generate_only_emits_speech_tokens():
     new = generated[:, prompts.shape[1] :]
     is_speech = (new >= model.config.speech_token_offset) | (new == model.config.pad_token_id)
     assert is_speech.all()
+
+
+def test_tokenizer_layout_roundtrip_and_auto_class(tmp_path):
+    from transformers import AutoTokenizer
+
+    from ardm_trl.models.codec_lm import CodecLMTokenizer, build_speech_prompts
+
+    tokenizer = CodecLMTokenizer.from_texts(["həloʊ wɜːld", "abc"], codebook_size=24)
+    config = CodecLMConfig(text_vocab_size=tokenizer.text_vocab_size, codebook_size=24, lm_config=TINY_LM)
+    assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.speech_start_token_id, tokenizer.eos_token_id) == (
+        config.pad_token_id, config.bos_token_id, config.speech_start_token_id, config.eos_token_id)  # fmt: skip
+    units = tokenizer.encode("həloʊ", add_special_tokens=False)
+    prompts, _ = build_speech_prompts([units], config)
+    assert tokenizer("həloʊ")["input_ids"] == prompts[0].tolist()
+    assert tokenizer.encode("q", add_special_tokens=False) == [0]  # unknown character -> <unk> (unit 0)
+    ids = [config.speech_token_offset + 3, config.speech_token_offset + 23, config.eos_token_id, config.pad_token_id]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "<|s_3|><|s_23|>"
+    assert tokenizer.speech_codes(ids) == [3, 23]
+    CodecLMForSpeechSynthesis(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert isinstance(reloaded, CodecLMTokenizer) and reloaded.units == tokenizer.units
+    assert reloaded("həloʊ")["input_ids"] == prompts[0].tolist()
+
+
+def test_output_embeddings_view_gives_the_forward_logits():
+    model = tiny_model()
+    batch = CodecLMDataCollator(model.config)([{"text_ids": [1, 2], "speech_ids": [3, 4, 5]}])
+    out = model(**batch)
+    head = model.get_output_embeddings()
+    assert not list(head.parameters())  # a view: no parameters of its own
+    torch.testing.assert_close(head(out.hidden_states), out.logits)
+    head(out.hidden_states)[..., model.config.speech_token_offset].sum().backward()
+    assert model.speech_head.weight.grad.abs().sum() > 0
+
+
+def test_trl_grpo_trainer_trains_the_codec_lm(tmp_path):
+    """TRL's own GRPOTrainer runs on the codec LM through its tokenizer (the baseline of the DiffRO benchmark)."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from ardm_trl.models.codec_lm import CodecLMTokenizer
+
+    tokenizer = CodecLMTokenizer.from_texts(["abcdefgh"], codebook_size=24)
+    torch.manual_seed(0)
+    model = CodecLMForSpeechSynthesis(
+        CodecLMConfig(text_vocab_size=tokenizer.text_vocab_size, codebook_size=24, lm_config=TINY_LM)
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def prefer_code_3(prompts, completions, completion_ids, **kwargs):
+        codes = [tokenizer.speech_codes(ids) for ids in completion_ids]
+        assert all(0 <= c < 24 for row in codes for c in row)
+        return [row.count(3) / max(len(row), 1) for row in codes]
+
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, num_generations=4,
+                      max_completion_length=8, max_steps=2, learning_rate=1e-2, report_to="none", use_cpu=True,
+                      save_strategy="no", beta=0.0)  # fmt: skip
+    dataset = Dataset.from_list([{"prompt": "abcdefgh"[i % 8 :][:3]} for i in range(16)])
+    GRPOTrainer(
+        model=model, reward_funcs=prefer_code_3, args=args, train_dataset=dataset, processing_class=tokenizer
+    ).train()
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

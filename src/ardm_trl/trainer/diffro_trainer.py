@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, PreTrainedModel, Trainer
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, Trainer
 from transformers.utils import logging
 from trl.trainer.utils import disable_dropout_in_model
 
@@ -153,6 +153,8 @@ class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
             raise ValueError(
                 f"Dataset rows need a `{column}` column (text-unit ids), or a `prompt` column and `processing_class=`."
             )
+        if isinstance(self.processing_class, PreTrainedTokenizerBase):  # e.g. CodecLMTokenizer: bare text units
+            return [self.processing_class.encode(row["prompt"], add_special_tokens=False) for row in rows]
         encode = getattr(self.processing_class, "encode", self.processing_class)
         return [list(encode(row["prompt"])) for row in rows]
 

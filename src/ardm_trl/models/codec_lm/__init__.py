@@ -1,6 +1,6 @@
 """Codec-token TTS language model (CosyVoice-style). Importing registers it with the transformers Auto classes."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from .collator_codec_lm import CodecLMDataCollator
 from .configuration_codec_lm import CodecLMConfig
@@ -14,10 +14,12 @@ from .modeling_codec_lm import (
     process_speech_logits,
     sample_gumbel,
 )
+from .tokenization_codec_lm import CodecLMTokenizer
 
 AutoConfig.register(CodecLMConfig.model_type, CodecLMConfig, exist_ok=True)
 AutoModel.register(CodecLMConfig, CodecLMForSpeechSynthesis, exist_ok=True)
 AutoModelForCausalLM.register(CodecLMConfig, CodecLMForSpeechSynthesis, exist_ok=True)
+AutoTokenizer.register(CodecLMConfig, slow_tokenizer_class=CodecLMTokenizer, exist_ok=True)
 
 __all__ = [
     "CodecLMConfig",
@@ -25,6 +27,7 @@ __all__ = [
     "CodecLMForSpeechSynthesis",
     "CodecLMOutput",
     "CodecLMPreTrainedModel",
+    "CodecLMTokenizer",
     "SpeechSamplingOutput",
     "build_speech_prompts",
     "position_ids_from_attention_mask",

@@ -121,6 +121,34 @@ def sample_gumbel(shape: torch.Size, generator: torch.Generator | None = None, d
     return -torch.log(-torch.log(uniform.clamp(min=tiny, max=1.0 - torch.finfo(dtype).eps)))
 
 
+class UnifiedVocabularyHead(nn.Module):
+    """A read-only view of the speech head as a linear layer over the *unified* vocabulary.
+
+    `weight` `(vocab_size, D)` is zero and `bias` `MASKED_LOGIT` on the non-speech rows, the speech head's weight (and a
+    zero bias) on the speech rows; both are built on access from the speech head, so gradients reach it. Code that
+    computes logits from `get_output_embeddings()` itself (TRL's fused log-prob kernels) then sees the same
+    distribution as `forward`. It holds no parameters of its own.
+    """
+
+    def __init__(self, speech_head: nn.Linear, offset: int):
+        super().__init__()
+        self._speech_head = [speech_head]  # a list, so the head is not registered twice as a sub-module
+        self.offset = offset
+
+    @property
+    def weight(self) -> torch.Tensor:
+        head = self._speech_head[0].weight  # (K + 1, D)
+        return torch.cat([head.new_zeros(self.offset, head.shape[1]), head], dim=0)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        head = self._speech_head[0].weight
+        return torch.cat([head.new_full((self.offset,), MASKED_LOGIT), head.new_zeros(head.shape[0])])
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden_states, self.weight, self.bias)
+
+
 class CodecLMPreTrainedModel(PreTrainedModel):
     config_class = CodecLMConfig
     config: CodecLMConfig
@@ -155,6 +183,10 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
         self.generation_config = GenerationConfig(
             bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
         )
+
+    def get_output_embeddings(self) -> UnifiedVocabularyHead:
+        """The speech head seen as a linear layer over the unified vocabulary (see [`UnifiedVocabularyHead`])."""
+        return UnifiedVocabularyHead(self.speech_head, self.config.speech_token_offset)
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -368,6 +400,7 @@ __all__ = [
     "CodecLMOutput",
     "CodecLMPreTrainedModel",
     "SpeechSamplingOutput",
+    "UnifiedVocabularyHead",
     "build_speech_prompts",
     "position_ids_from_attention_mask",
     "process_speech_logits",
