@@ -1,7 +1,7 @@
 """DiffRO fine-tuning of the bundled codec-token TTS LM with rewards read from the bundled token reward model (MTR).
 
-The prompts are the texts (espeak IPA phonemes) of `build_tts_corpus`; the codec LM's text tokenizer
-(`text_vocab.json` beside it) turns them into `text_ids`, which the MTR's CTC head also uses as targets.
+The prompts are the texts (espeak IPA phonemes) of `build_tts_corpus`; the codec LM's tokenizer (`CodecLMTokenizer`,
+saved beside it) turns them into `text_ids`, which the MTR's CTC head also uses as targets.
 
 Rewards (`--rewards`, comma separated): `ctc` (pronunciation: per-unit CTC log P(text | tokens)), `quality`
 (predicted DNSMOS) and `attribute:<task>` (log-probability of a target class, zero-shot control). The target of an
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datasets import Dataset
 from trl import ModelConfig, TrlParser, get_peft_config
 
-from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis
+from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
 from ardm_trl.models.token_reward import AttributeReward, CTCReward, QualityReward, TokenRewardModel
 from ardm_trl.trainer.diffro_config import DiffROConfig
 from ardm_trl.trainer.diffro_trainer import DiffROTrainer
@@ -92,7 +92,7 @@ def build_prompts(script_args: ScriptArguments, tokenizer, reward_model: TokenRe
         texts = list(dataset[script_args.text_field])
         if split == "train" and script_args.max_prompts:
             texts = texts[: script_args.max_prompts]
-        rows = {"prompt": texts, "text_ids": tokenizer.encode(texts)}
+        rows = {"prompt": texts, "text_ids": [tokenizer.encode(t, add_special_tokens=False) for t in texts]}
         for task, target in targets.items():
             names = reward_model.config.attribute_labels[task]
             rows[f"target_{task}"] = [rng.choice(names) if target == "random" else target for _ in texts]
@@ -101,11 +101,9 @@ def build_prompts(script_args: ScriptArguments, tokenizer, reward_model: TokenRe
 
 
 def main(script_args: ScriptArguments, training_args: DiffROConfig, model_args: ModelConfig) -> None:
-    from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
-
     model_path = model_args.model_name_or_path or "pretrained/codec_lm"
     policy = CodecLMForSpeechSynthesis.from_pretrained(model_path)
-    tokenizer = ARDMTextTokenizer.from_pretrained(model_path)
+    tokenizer = CodecLMTokenizer.from_pretrained(model_path)
     reward_model = TokenRewardModel.from_pretrained(script_args.reward_model_path)
     reward_funcs = build_reward_funcs(script_args, reward_model)
     data = build_prompts(script_args, tokenizer, reward_model, training_args.seed)
@@ -120,9 +118,7 @@ def main(script_args: ScriptArguments, training_args: DiffROConfig, model_args: 
         peft_config=get_peft_config(model_args),
     )
     trainer.train()
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(training_args.output_dir)
+    trainer.save_model(training_args.output_dir)  # also saves the tokenizer (the processing class)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name="ardm_trl build_tts_corpus")
     trainer.accelerator.wait_for_everyone()
