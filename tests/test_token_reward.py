@@ -146,3 +146,14 @@ def test_collator_maps_names_and_missing_labels():
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert torch.equal(batch["text_ids"], pad_text_ids([[0, 1], [2]]))
     assert torch.isnan(batch["quality_labels"][1])
+
+
+def test_rows_without_text_are_left_out_of_the_ctc_loss():
+    torch.manual_seed(0)
+    model = TokenRewardModel(tiny_config()).eval()
+    rows = synthetic_rows(2, seed=3)
+    unlabeled = {**rows[1], "text_ids": None, "gender": None, "rate_level": None}
+    both = model(**TokenRewardDataCollator(model.config)([rows[0], unlabeled]))
+    alone = model(**TokenRewardDataCollator(model.config)([rows[0]]))
+    torch.testing.assert_close(both.task_losses["ctc"], alone.task_losses["ctc"])
+    assert set(both.task_losses) == {"ctc", "gender", "rate_level", "quality"}

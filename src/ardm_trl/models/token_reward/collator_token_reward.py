@@ -23,7 +23,7 @@ def pad_text_ids(text_ids: list[list[int]], device: torch.device | None = None) 
 class TokenRewardDataCollator:
     """Pads `speech_ids` (codes) and `text_ids`, and maps attribute columns to class indices.
 
-    Each feature holds `speech_ids` and optionally `text_ids`, one column per attribute task of the config (a class
+    Each feature holds `speech_ids` and optionally `text_ids` (`None` = no text: no CTC loss), one column per attribute task of the config (a class
     name such as `"fast"` or an index; missing / `None` -> not trained on) and `quality_column` (a float).
 
     Args:
@@ -45,8 +45,8 @@ class TokenRewardDataCollator:
             input_ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
             attention_mask[i, : len(s)] = 1
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if all("text_ids" in f for f in features):
-            batch["text_ids"] = pad_text_ids([f["text_ids"] for f in features])
+        if any(f.get("text_ids") is not None for f in features):
+            batch["text_ids"] = pad_text_ids([f.get("text_ids") or [] for f in features])
         labels = {}
         for task in self.config.attribute_labels:
             if any(f.get(task) is not None for f in features):

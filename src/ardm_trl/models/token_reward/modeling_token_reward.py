@@ -158,7 +158,8 @@ class TokenRewardModel(TokenRewardPreTrainedModel):
             soft_tokens (`torch.Tensor` of shape `(B, T, codebook_size)`, *optional*): soft one-hots (instead of
                 `input_ids`).
             attention_mask (`torch.Tensor` of shape `(B, T)`, *optional*): 1 on tokens, 0 on padding.
-            text_ids (`torch.LongTensor` of shape `(B, L)`, *optional*): CTC targets padded with `-100`.
+            text_ids (`torch.LongTensor` of shape `(B, L)`, *optional*): CTC targets padded with `-100`; rows that
+                are all `-100` have no text and are left out of the CTC loss.
             attribute_labels (`dict[str, torch.LongTensor]`, *optional*): task -> class index `(B,)`, `-100` where
                 unknown.
             quality_labels (`torch.Tensor` of shape `(B,)`, *optional*): quality targets, NaN where unknown.
@@ -182,10 +183,12 @@ class TokenRewardModel(TokenRewardPreTrainedModel):
         quality = self.quality_head(pooled).squeeze(-1) if self.quality_head is not None else None
 
         task_losses = {}
-        if text_ids is not None:
-            task_losses["ctc"] = -ctc_log_likelihood(
-                ctc_log_probs, ctc_lengths, text_ids, self.config.ctc_blank_id, reduction="mean"
-            ).mean()
+        has_text = (text_ids >= 0).any(-1) if text_ids is not None else None  # rows without text: no CTC loss
+        if has_text is not None and has_text.any():
+            log_likelihood = ctc_log_likelihood(
+                ctc_log_probs[has_text], ctc_lengths[has_text], text_ids[has_text], self.config.ctc_blank_id
+            )
+            task_losses["ctc"] = -log_likelihood.mean()
         for task, labels in (attribute_labels or {}).items():
             if task not in attribute_logits:
                 raise ValueError(f"Unknown attribute task '{task}'; this model has {sorted(attribute_logits)}.")
