@@ -163,16 +163,21 @@ def mel_l1(codec: SpeechCodecModel, originals: list[np.ndarray], decoded: list[n
 def evaluate(
     codec: SpeechCodecModel, tokenizer: SpeechTokenizerModel, test, num_eval: int
 ) -> dict[str, dict[str, float]]:
-    """Round-trip figures on the first `num_eval` test utterances: original vs codec vs tokenizer."""
+    """Round-trip figures on the first `num_eval` test utterances: original vs log-mel + Griffin-Lim (no
+    bottleneck) vs codec vs tokenizer."""
     rows = test.select(range(min(num_eval, len(test))))
     audio = [np.asarray(a, dtype=np.float32) for a in rows["audio"]]
     texts, sampling_rate = rows["text"], codec.sampling_rate
+    griffin_lim_audio = [  # the codec's ceiling: its own mel front end and Griffin-Lim, no bottleneck
+        codec.vocoder(codec.features(torch.from_numpy(wav)[None]))[0].numpy() for wav in audio
+    ]
     codec_audio = codec.decode_list(codec.encode_list(audio))
     token_ids = tokenizer.encode_list(audio)
     token_audio = tokenizer.decode_list(token_ids)
     used = len(torch.unique(torch.cat(token_ids)))
     results = {
         "original": {"mel_l1": 0.0},
+        "mel_griffin_lim": {"mel_l1": mel_l1(codec, audio, griffin_lim_audio)},
         "codec": {"mel_l1": mel_l1(codec, audio, codec_audio)},
         "tokenizer": {"mel_l1": mel_l1(codec, audio, token_audio), "codes_used": used},
     }
@@ -181,7 +186,8 @@ def evaluate(
     except ImportError as error:  # pragma: no cover
         logger.warning("ardm_trl.rewards unavailable (%s): only log-mel L1 is reported.", error)
         return results
-    for name, waveforms in (("original", audio), ("codec", codec_audio), ("tokenizer", token_audio)):
+    outputs = {"original": audio, "mel_griffin_lim": griffin_lim_audio, "codec": codec_audio, "tokenizer": token_audio}
+    for name, waveforms in outputs.items():
         metrics = evaluate_speech(
             waveforms, sampling_rate, texts, reference_audio=audio, metrics=("wer", "cer", "ctc_nll", "sim")
         )
