@@ -1,9 +1,9 @@
 """CTC log-likelihood of the target text, the intelligibility reward of VGPO's Task B.
 
-The model is the phoneme CTC recogniser shipped inside the `hama` package (16 kHz waveform in, 191 IPA-phoneme
-log-probabilities every 20 ms out, with a word-boundary token `<wb>` and a CTC blank), and the target is the text's
-phoneme sequence from hama's own G2P, run word by word (lowercased, punctuation stripped: whole-sentence G2P and
-punctuation produce garbage tails) with `<wb>` between words.
+The model is the phoneme CTC recogniser shipped inside the `hama` package (16 kHz waveform in; every 20 ms,
+log-probabilities over 191 classes: hama's G2P phoneme vocabulary, a word-boundary token `<wb>` and the CTC
+blank), and the target is the text's phoneme sequence from hama's own G2P, run word by word (lowercased,
+punctuation stripped: whole-sentence G2P and punctuation produce garbage tails) with `<wb>` between words.
 
     log P(text | audio) = -CTC loss(log_probs, target)            (torch.nn.functional.ctc_loss, sum over frames)
     reward              = log P(text | audio) / N                 (N = target tokens: phonemes + word boundaries)
