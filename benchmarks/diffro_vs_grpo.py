@@ -1,0 +1,238 @@
+"""DiffRO against TRL's GRPOTrainer on the bundled codec LM, side by side, under the same wall-clock budget.
+
+- **DiffRO** (`DiffROTrainer`): reward = the MTR's CTC log-likelihood of the phonemes, read from straight-through
+  Gumbel-Softmax tokens; no audio is decoded during training.
+- **GRPO** (TRL's own `GRPOTrainer` on the same codec LM, through `CodecLMTokenizer`): the conventional audio-level
+  reward, decode tokens -> waveform (the speech tokenizer) -> hama CTC log-likelihood per phoneme of the text.
+
+Both start from the same checkpoint and train for `--minutes` of training wall-clock each (evaluation time excluded).
+Every `--eval_every_minutes` the current policy samples speech for `--num_eval_sentences` held-out test sentences,
+and the *independent* evaluators score it: hama CTC NLL per phoneme and whisper tiny.en WER (%). Logged per method:
+seconds per step, the training reward, and the evaluation curve against training minutes. A `--control` run adds
+DiffRO with an attribute reward (e.g. `rate_level=fast`) and measures the decoded speech (seconds per phoneme for
+rate, median F0 for pitch) before and after.
+
+Results go to `benchmarks/results/diffro_vs_grpo.json` and `.md`.
+
+Usage:
+
+    OMP_NUM_THREADS=2 python benchmarks/diffro_vs_grpo.py --minutes 10 --eval_every_minutes 2.5
+    python benchmarks/diffro_vs_grpo.py --methods diffro --control rate_level=fast --minutes 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+
+from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
+from ardm_trl.models.token_reward import AttributeReward, CTCReward, TokenRewardModel
+from ardm_trl.trainer.diffro_config import DiffROConfig
+from ardm_trl.trainer.diffro_trainer import DiffROTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+from pretrain_codec_lm import load_speech_tokenizer, sample_and_decode, tokenize_corpus  # noqa: E402
+
+logger = logging.getLogger("diffro_vs_grpo")
+
+
+class WallClockEvaluation(TrainerCallback):
+    """Stops after `budget_s` seconds of training and evaluates every `every_s` seconds (evaluation not counted)."""
+
+    def __init__(self, evaluate, budget_s: float, every_s: float):
+        self.evaluate, self.budget_s, self.every_s = evaluate, budget_s, every_s
+        self.train_s, self.next_eval, self.curve, self.step_times = 0.0, 0.0, [], []
+
+    def _maybe_evaluate(self, state, model, force: bool = False) -> None:
+        if force or self.train_s >= self.next_eval:
+            was_training = model.training
+            self.curve.append({"train_minutes": self.train_s / 60, "step": state.global_step, **self.evaluate(model)})
+            logger.info("eval %s", self.curve[-1])
+            model.train(was_training)
+            self.next_eval += self.every_s
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._maybe_evaluate(state, model, force=True)
+        self.last = time.time()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        elapsed = time.time() - self.last
+        self.train_s += elapsed
+        self.step_times.append(elapsed)
+        if self.train_s >= self.budget_s:
+            control.should_training_stop = True
+            self._maybe_evaluate(state, model, force=True)
+        else:
+            self._maybe_evaluate(state, model)
+        self.last = time.time()
+        return control
+
+
+def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args) -> callable:
+    """Independent evaluation of a policy on held-out sentences: hama CTC NLL, whisper WER, duration, median F0."""
+    from ardm_trl.rewards import evaluate_speech, f0_track
+
+    texts = rows["text"][: args.num_eval_sentences]
+    phonemes = rows["phonemes"][: args.num_eval_sentences]
+    text_ids = [tokenizer.encode(p, add_special_tokens=False) for p in phonemes]
+    max_new = int(1.5 * max(len(s) for s in rows["speech_ids"][: args.num_eval_sentences])) + 10
+    sr = speech_tokenizer.sampling_rate
+
+    def evaluate(model) -> dict:
+        policy = model.eval()
+        audio = sample_and_decode(policy, text_ids, speech_tokenizer, max_new, 1.0, None, seed=args.eval_seed)
+        scores = evaluate_speech(audio, sr, texts, metrics=("ctc_nll", "wer"))
+        f0 = [np.median(t[t > 0]) for t in (f0_track(w, sr) for w in audio) if (t > 0).sum() > 5]
+        scores["seconds_per_phoneme"] = float(np.mean([len(w) / sr / max(len(p), 1) for w, p in zip(audio, phonemes)]))
+        scores["median_f0"] = float(np.mean(f0)) if f0 else float("nan")
+        return scores
+
+    return evaluate
+
+
+def audio_ctc_reward_factory(tokenizer: CodecLMTokenizer, speech_tokenizer):
+    """The conventional reward for GRPO: decode the completion's speech tokens and score the audio with hama."""
+    from ardm_trl.rewards import ctc_log_likelihood
+
+    def audio_ctc_log_likelihood(prompts, completions, completion_ids, text, **kwargs) -> list[float | None]:
+        codes = [torch.tensor(tokenizer.speech_codes(ids) or [0]) for ids in completion_ids]
+        audio = speech_tokenizer.decode_list(codes)
+        return [ctc_log_likelihood(w, speech_tokenizer.sampling_rate, t) for w, t in zip(audio, text)]
+
+    return audio_ctc_log_likelihood
+
+
+def run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, rewards, targets=None, name="diffro") -> dict:
+    policy = CodecLMForSpeechSynthesis.from_pretrained(args.codec_lm_path)
+    rows = {"prompt": data["train"]["phonemes"],
+            "text_ids": [tokenizer.encode(p, add_special_tokens=False) for p in data["train"]["phonemes"]]}  # fmt: skip
+    for task, target in (targets or {}).items():
+        rows[f"target_{task}"] = [target] * len(rows["prompt"])
+    config = DiffROConfig(
+        output_dir=f"outputs/bench_{name}", per_device_train_batch_size=args.batch_size, max_steps=100_000,
+        learning_rate=args.diffro_learning_rate, beta=args.diffro_beta, max_new_tokens=args.max_new_tokens,
+        logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, seed=args.seed,
+        reward_weights=args.reward_weights if targets else None,
+    )  # fmt: skip
+    clock = WallClockEvaluation(evaluate, 60 * args.minutes, 60 * args.eval_every_minutes)
+    trainer = DiffROTrainer(policy, rewards, args=config, train_dataset=Dataset.from_dict(rows), callbacks=[clock])
+    trainer.train()
+    return summarize(name, clock, trainer.state.log_history, reward_key="reward")
+
+
+def run_grpo(args, data, tokenizer, speech_tokenizer, evaluate) -> dict:
+    from trl import GRPOConfig, GRPOTrainer
+
+    policy = CodecLMForSpeechSynthesis.from_pretrained(args.codec_lm_path)
+    rows = {"prompt": data["train"]["phonemes"], "text": data["train"]["text"]}
+    config = GRPOConfig(
+        output_dir="outputs/bench_grpo", per_device_train_batch_size=args.batch_size, num_generations=args.num_generations,
+        max_completion_length=args.max_new_tokens, max_steps=100_000, learning_rate=args.grpo_learning_rate,
+        beta=args.grpo_beta, temperature=1.0, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
+        seed=args.seed, gradient_checkpointing=False,
+    )  # fmt: skip
+    clock = WallClockEvaluation(evaluate, 60 * args.minutes, 60 * args.eval_every_minutes)
+    trainer = GRPOTrainer(model=policy, reward_funcs=audio_ctc_reward_factory(tokenizer, speech_tokenizer), args=config,
+                          train_dataset=Dataset.from_dict(rows), processing_class=tokenizer, callbacks=[clock])  # fmt: skip
+    trainer.train()
+    return summarize("grpo", clock, trainer.state.log_history, reward_key="reward")
+
+
+def summarize(name: str, clock: WallClockEvaluation, history: list[dict], reward_key: str) -> dict:
+    rewards = [log[reward_key] for log in history if isinstance(log.get(reward_key), (int, float))]
+    rewards = [r for r in rewards if np.isfinite(r)]
+    return {
+        "method": name,
+        "steps": len(clock.step_times),
+        "seconds_per_step": float(np.mean(clock.step_times)) if clock.step_times else None,
+        "train_minutes": clock.train_s / 60,
+        "reward_first_10_steps": float(np.mean(rewards[:10])) if rewards else None,
+        "reward_last_10_steps": float(np.mean(rewards[-10:])) if rewards else None,
+        "eval_curve": clock.curve,
+    }
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    lines = ["| method | steps | s / step | reward (first 10 → last 10 steps) | CTC NLL start → end | WER % start → end |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for run in results["runs"]:
+        first, last = run["eval_curve"][0], run["eval_curve"][-1]
+        lines.append(
+            f"| {run['method']} | {run['steps']} | {run['seconds_per_step']:.2f} | "
+            f"{run['reward_first_10_steps']:.3f} → {run['reward_last_10_steps']:.3f} | "
+            f"{first['ctc_nll']:.3f} → {last['ctc_nll']:.3f} | {first['wer']:.1f} → {last['wer']:.1f} |"
+        )
+    lines += ["", "Evaluation curves (training minutes, independent evaluators on held-out sentences):", ""]
+    for run in results["runs"]:
+        lines.append(f"- {run['method']}: " + "; ".join(
+            f"{p['train_minutes']:.1f} min: NLL {p['ctc_nll']:.3f}, WER {p['wer']:.1f}, "
+            f"s/phoneme {p['seconds_per_phoneme']:.3f}, F0 {p['median_f0']:.0f}" for p in run["eval_curve"]))  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--codec_lm_path", default="pretrained/codec_lm")
+    parser.add_argument("--reward_model_path", default="pretrained/token_reward")
+    parser.add_argument("--speech_tokenizer_path", default=None)
+    parser.add_argument("--num_utterances", type=int, default=3000)
+    parser.add_argument("--corpus_seed", type=int, default=0)
+    parser.add_argument("--data_cache", default="outputs/codec_lm_data/tokens.pt")
+    parser.add_argument("--methods", default="diffro,grpo")
+    parser.add_argument("--control", default=None, help="e.g. rate_level=fast: an extra DiffRO run with this target")
+    parser.add_argument("--reward_weights", type=float, nargs="+", default=[1.0, 1.0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--eval_every_minutes", type=float, default=2.5)
+    parser.add_argument("--num_eval_sentences", type=int, default=24)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--num_generations", type=int, default=4)
+    parser.add_argument("--max_new_tokens", type=int, default=300)
+    parser.add_argument("--diffro_learning_rate", type=float, default=2e-5)
+    parser.add_argument("--grpo_learning_rate", type=float, default=2e-5)
+    parser.add_argument("--diffro_beta", type=float, default=0.01)
+    parser.add_argument("--grpo_beta", type=float, default=0.0)
+    parser.add_argument("--eval_seed", type=int, default=1234)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "diffro_vs_grpo.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    torch.manual_seed(args.seed)
+
+    speech_tokenizer = load_speech_tokenizer(args.speech_tokenizer_path)
+    data = tokenize_corpus(args.num_utterances, args.corpus_seed, speech_tokenizer, args.data_cache,
+                           args.speech_tokenizer_path or "bundled")  # fmt: skip
+    tokenizer = CodecLMTokenizer.from_pretrained(args.codec_lm_path)
+    mtr = TokenRewardModel.from_pretrained(args.reward_model_path)
+    evaluate = make_evaluator(tokenizer, speech_tokenizer, data["test"], args)
+    results = {"args": vars(args), "torch_threads": torch.get_num_threads(), "runs": []}
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        if method == "diffro":
+            results["runs"].append(run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, [CTCReward(mtr)]))
+        elif method == "grpo":
+            results["runs"].append(run_grpo(args, data, tokenizer, speech_tokenizer, evaluate))
+        else:
+            raise ValueError(f"Unknown method {method!r}: use diffro and/or grpo.")
+    if args.control:
+        task, target = args.control.split("=", 1)
+        rewards = [CTCReward(mtr), AttributeReward(mtr, task)]
+        results["runs"].append(run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, rewards,
+                                          targets={task: target}, name=f"diffro_control_{task}_{target}"))  # fmt: skip
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1))
+    write_markdown(results, output.with_suffix(".md"))
+    logger.info("results in %s", output)
+
+
+if __name__ == "__main__":
+    main()
