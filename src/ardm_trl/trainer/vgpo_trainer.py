@@ -110,9 +110,9 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         if peft_config is not None:
             model = prepare_peft_model(model, peft_config, args.peft_modules_to_save)
         elif ref_model is None:
-            ref_model = copy.deepcopy(model)
+            ref_model = copy.deepcopy(model).requires_grad_(False)  # a frozen copy of the initial policy
         if ref_model is not None:
-            ref_model.requires_grad_(False).eval()
+            ref_model.eval()  # only ever run under torch.no_grad()
         if args.use_adm and discriminator is None:
             discriminator = ARDMDiscriminator.from_ardm(unwrap_peft(model) if ref_model is None else ref_model)
         self.ref_model = ref_model

@@ -34,7 +34,9 @@ DEFAULT_SCHEDULER = {
     "prediction_type": "epsilon",
     "clip_sample": False,
     "timestep_spacing": "trailing",
-    "variance_type": "fixed_small",
+    # "fixed_large" (beta_t) samples a Gaussian with the right variance in 16 steps; "fixed_small" (the posterior
+    # variance) gives 0.66 of it: lower temperature, but not the distribution the RL theory is about.
+    "variance_type": "fixed_large",
 }
 
 class ARDMConfig(PretrainedConfig):
@@ -66,7 +68,7 @@ class ARDMConfig(PretrainedConfig):
             Residual blocks of the diffusion head.
         scheduler_config (`dict`, *optional*):
             A diffusers scheduler configuration (`DDPMScheduler` by default: 1000 steps, linear betas, "trailing"
-            timestep spacing, epsilon prediction). `prediction_type` is one of `"epsilon"`, `"v_prediction"`,
+            timestep spacing, "fixed_large" variance, epsilon prediction). `prediction_type` is one of `"epsilon"`, `"v_prediction"`,
             `"sample"`.
         num_inference_steps (`int`, *optional*, defaults to `16`):
             Denoising steps per patch at sampling time (the VGPO paper uses DDPM with 16 steps).
