@@ -1,0 +1,207 @@
+"""Behaviour of ValueTrainer / VGPOTrainer on tiny models: updates, LoRA, reward plumbing, errors, resume, 2 processes."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_ardm_config
+from datasets import Dataset
+
+from ardm_trl import ARDMForSpeechSynthesis, ARDMValueModel
+from ardm_trl.trainer import VGPOConfig, VGPOTrainer, build_value_dataset, value_loss
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mean_latent(prompts, completions, **kwargs):
+    return [float(c.mean()) for c in completions]
+
+
+def make_models(seed=0, **config):
+    torch.manual_seed(seed)
+    policy = ARDMForSpeechSynthesis(tiny_ardm_config(**config))
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    value_model = ARDMValueModel.from_ardm(policy)
+    with torch.no_grad():
+        value_model.head.output.weight.normal_(0, 0.1)
+    return policy, value_model
+
+
+def dataset(n=8):
+    return Dataset.from_list([{"prompt": f"sentence {i}", "text_input_ids": [1 + i % 5, 2, 3][: 2 + i % 2],
+                               "speaker": f"spk{i % 3}"} for i in range(n)])
+
+
+def vgpo_args(tmp_path, **overrides):
+    values = dict(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, num_generations=2,
+                  max_patches=3, min_patches=3, num_inference_steps=4, learning_rate=1e-3, logging_steps=1,
+                  save_strategy="no", use_cpu=True, disable_tqdm=True, report_to="none")
+    values.update(overrides)
+    return VGPOConfig(**values)
+
+
+def test_vgpo_updates_the_policy_and_logs_documented_metrics(tmp_path):
+    policy, value_model = make_models()
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    value_before = {n: p.detach().clone() for n, p in value_model.named_parameters()}
+    trainer = VGPOTrainer(policy, value_model, mean_latent, vgpo_args(tmp_path), train_dataset=dataset())
+    trainer.train()
+    changed = [n for n, p in policy.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) > len(before) // 2
+    # without online value updates the value model is frozen
+    assert all(torch.equal(p, value_before[n]) for n, p in value_model.named_parameters())
+    logs = trainer.state.log_history[0]
+    for key in ("loss", "kl", "loss/kl", "loss/value_guidance", "reward", "reward_std", "rewards/mean_latent/mean",
+                "rewards/mean_latent/std", "samples_per_second", "completions/mean_patches"):
+        assert key in logs, key
+    assert logs["completions/mean_patches"] == 3
+
+
+def test_online_value_update_and_adm_train_their_models(tmp_path):
+    policy, value_model = make_models()
+    value_before = {n: p.detach().clone() for n, p in value_model.named_parameters()}
+    args = vgpo_args(tmp_path, online_value_update=True, value_steps=2, use_adm=True, discriminator_steps=2,
+                     group_normalize=True, adm_real_max_patches=2, w_adm=0.5)
+    trainer = VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=dataset())
+    disc_before = {n: p.detach().clone() for n, p in trainer.discriminator.named_parameters()}
+    trainer.train()
+    assert any(not torch.equal(p, value_before[n]) for n, p in value_model.named_parameters())
+    assert any(not torch.equal(p, disc_before[n]) for n, p in trainer.discriminator.named_parameters())
+    logs = trainer.state.log_history[0]
+    for key in ("value_loss", "discriminator/loss", "discriminator/real_score", "discriminator/fake_score",
+                "loss/adversarial"):
+        assert key in logs, key
+
+
+def test_lora_changes_only_adapters_and_declared_head(tmp_path):
+    from peft import LoraConfig
+
+    policy, value_model = make_models()
+    args = vgpo_args(tmp_path, peft_modules_to_save=["head"])
+    trainer = VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=dataset(),
+                          peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    assert trainer.ref_model is None  # the reference is the policy with adapters disabled, not a copy
+    model = trainer.model
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert any("lora_" in n for n in changed)
+    assert any("modules_to_save" in n for n in changed)
+    assert all("lora_" in n or "modules_to_save" in n for n in changed), changed
+
+
+def test_custom_reward_receives_documented_keyword_arguments(tmp_path):
+    seen = {}
+
+    def spy_reward(prompts, completions, **kwargs):
+        seen.update(prompts=prompts, completions=completions, kwargs=kwargs)
+        return [1.0] * len(completions)
+
+    policy, value_model = make_models()
+    args = vgpo_args(tmp_path, max_steps=1)
+    VGPOTrainer(policy, value_model, spy_reward, args, train_dataset=dataset()).train()
+    assert len(seen["prompts"]) == 4 and seen["prompts"][0] == seen["prompts"][1]  # 2 prompts x 2 generations
+    assert all(c.shape == (3 * 2, 4) for c in seen["completions"])  # (frames, latent_dim), trimmed
+    assert set(seen["kwargs"]) == {"speaker"}  # extra dataset columns; model columns and `prompt` are consumed
+    assert len(seen["kwargs"]["speaker"]) == 4
+
+
+@pytest.mark.parametrize(
+    "reward, match",
+    [
+        (lambda prompts, completions, **kw: [float("nan")] * len(completions), "non-finite"),
+        (lambda prompts, completions, **kw: [float("inf")] * len(completions), "non-finite"),
+        (lambda prompts, completions, **kw: [1.0], "returned 1 values"),
+        (lambda prompts, completions, **kw: [None] * len(completions), "returned None"),
+    ],
+)
+def test_bad_rewards_raise_before_any_update(tmp_path, reward, match):
+    policy, value_model = make_models()
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    trainer = VGPOTrainer(policy, value_model, reward, vgpo_args(tmp_path, save_strategy="steps", save_steps=1),
+                          train_dataset=dataset())
+    with pytest.raises(ValueError, match=match):
+        trainer.train()
+    assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())
+    assert not any(p.name.startswith("checkpoint-") for p in tmp_path.iterdir())
+
+
+def test_mismatched_value_model_is_rejected(tmp_path):
+    policy, _ = make_models()
+    other = ARDMValueModel.from_ardm(ARDMForSpeechSynthesis(tiny_ardm_config(latent_dim=6)))
+    with pytest.raises(ValueError, match="value model has latent_dim=6"):
+        VGPOTrainer(policy, other, mean_latent, vgpo_args(tmp_path), train_dataset=dataset())
+
+
+def test_resume_from_checkpoint_reproduces_the_next_losses(tmp_path):
+    policy, value_model = make_models()
+    args = vgpo_args(tmp_path / "run", max_steps=4, save_strategy="steps", save_steps=2, online_value_update=True,
+                     value_steps=1, seed=3)
+    full = VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=dataset())
+    full.train()
+    losses = [h["loss"] for h in full.state.log_history if "loss" in h]
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    assert (checkpoint / "value_model" / "optimizer.pt").exists()
+
+    policy2, value_model2 = make_models(seed=1)  # different weights: everything must come from the checkpoint
+    resumed = VGPOTrainer(policy2, value_model2, mean_latent, args, train_dataset=dataset(),
+                          ref_model=make_models()[0])
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    resumed_losses = [h["loss"] for h in resumed.state.log_history if "loss" in h]  # includes the restored history
+    assert len(losses) == 4 and len(resumed_losses) == 4
+    assert resumed_losses[2:] == pytest.approx(losses[2:], rel=1e-4, abs=1e-7)
+
+
+def test_save_model_writes_policy_value_model_and_card(tmp_path):
+    policy, value_model = make_models()
+    trainer = VGPOTrainer(policy, value_model, mean_latent, vgpo_args(tmp_path, max_steps=1), train_dataset=dataset())
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    trainer.create_model_card()
+    assert (tmp_path / "final" / "model.safetensors").exists()
+    assert (tmp_path / "final" / "value_model" / "model.safetensors").exists()
+    card = (tmp_path / "README.md").read_text()
+    assert "VGPO" in card and "mean_latent" in card and "transformers" in card
+
+
+def test_build_value_dataset_scores_model_samples():
+    policy, _ = make_models()
+    rows = [{"prompt": "a", "text_input_ids": [1, 2]}, {"prompt": "b", "text_input_ids": [3]}]
+    data = build_value_dataset(policy, rows, mean_latent, num_generations=3, min_patches=2, max_patches=2)
+    assert len(data) == 6 and data["group_id"] == [0, 0, 0, 1, 1, 1]
+    latents = torch.tensor(data[0]["latents"])
+    assert latents.shape == (4, 4) and data[0]["reward"] == pytest.approx(float(latents.mean()), abs=1e-6)
+
+
+def test_exp_mse_value_loss_is_minimised_by_the_soft_value():
+    rewards = torch.tensor([0.0, 1.0, 2.0, -1.0])
+    soft_value = math.log(torch.exp(rewards).mean())
+    value = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([value], lr=0.2)
+    for _ in range(400):
+        loss = value_loss(value.expand(4)[:, None], rewards, "exp_mse")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert value.item() == pytest.approx(soft_value, abs=1e-3)
+    assert value.item() > rewards.mean().item() + 0.3  # the soft value exceeds the mean (Jensen)
+
+
+def test_two_process_accelerate_launch_trains(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+           str(REPO / "tests" / "scripts" / "vgpo_two_process.py"), str(tmp_path)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["num_processes"] == 2
+    assert report["changed_parameters"] > 0
+    assert report["ranks_agree"]
