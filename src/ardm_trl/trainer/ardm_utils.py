@@ -160,6 +160,37 @@ def all_reduce_gradients(module: torch.nn.Module, accelerator) -> None:
             param.grad /= accelerator.num_processes
 
 
+
+
+@torch.no_grad()
+def estimate_kl(
+    policy: torch.nn.Module,
+    reference: torch.nn.Module | None,
+    inputs: dict[str, Any],
+    num_draws: int = 4,
+    lm_guidance_scale: float = 1.0,
+    seed: int = 0,
+) -> float:
+    """`ardm_kl` of `policy` to the reference on the trajectories in `inputs` (text, latents, masks, prompt), with
+    the same random `(n, t, eps)` for both. `reference=None` means the policy with its PEFT adapters disabled."""
+    from .base import reference_model_context, unwrap_peft
+
+    base = unwrap_peft(policy)
+    patches, patch_mask = base.patchify(inputs["latents"], inputs.get("latents_mask"))
+    generator = torch.Generator(device=patches.device).manual_seed(seed)
+    draws = draw_noisy_tokens(base.noise_schedule, patches, patch_mask, num_draws, generator=generator)
+    schedule = base.noise_schedule
+
+    def epsilon(model: torch.nn.Module) -> torch.Tensor:
+        prediction = model(**inputs, draws=draws, lm_guidance_scale=lm_guidance_scale).head_prediction
+        return schedule.to_epsilon(prediction, draws.noisy, draws.timesteps)
+
+    policy_epsilon = epsilon(policy)
+    with reference_model_context(policy, reference) as ref:
+        reference_epsilon = epsilon(ref)
+    return float(ardm_kl(policy_epsilon, reference_epsilon))
+
+
 __all__ = [
     "NoiseDraws",
     "RewardFunc",
@@ -167,6 +198,7 @@ __all__ = [
     "ardm_kl",
     "call_reward_funcs",
     "draw_noisy_tokens",
+    "estimate_kl",
     "group_normalize",
     "reward_func_name",
     "value_loss",

@@ -1,0 +1,82 @@
+"""Prompt rows for the RL trainers and evaluations: target text (as phoneme ids), a zero-shot voice prompt taken from
+another utterance of the same speaker, and the columns reward functions read."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def speaker_key(row: dict[str, Any]) -> tuple[str, str]:
+    """A speaker is an espeak voice at one pitch level: what a voice prompt can carry."""
+    return row["voice"], row.get("pitch_level", "")
+
+
+@torch.no_grad()
+def encode_latents(codec, waveforms: list[np.ndarray], batch_size: int = 16) -> list[torch.Tensor]:
+    """Codec latents `(F_i, D)` of each waveform (batched)."""
+    out: list[torch.Tensor] = []
+    for start in range(0, len(waveforms), batch_size):
+        out.extend(t.cpu() for t in codec.encode_list(list(waveforms[start:start + batch_size])))
+    return out
+
+
+def voice_prompt_rows(
+    split,
+    codec,
+    tokenizer,
+    text_column: str = "phonemes",
+    prompt_frames: int = 48,
+    seed: int = 0,
+    include_target_latents: bool = False,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """One row per utterance of a corpus split (`ardm_trl.data.build_tts_corpus`), ready for the trainers.
+
+    Each row has `prompt` (the text), `text_input_ids` (`tokenizer.encode(row[text_column])`), `prompt_latents`
+    (the first `prompt_frames` codec frames of another utterance of the same speaker: a zero-shot voice prompt),
+    `prompt_audio` (that utterance, `{"array", "sampling_rate"}`, the reference of speaker similarity), the corpus
+    labels (`voice`, `gender`, `pitch_level`, `rate_level`, `is_hard`) and, with `include_target_latents`, the
+    utterance's own `latents` (value training on corpus audio, Task A).
+    """
+    rng = random.Random(seed)
+    indices = list(range(len(split)))
+    if limit is not None:
+        rng.shuffle(indices)
+        indices = sorted(indices[:limit])
+    rows = [split[i] for i in range(len(split))]
+    by_speaker: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_speaker[speaker_key(row)].append(i)
+    needed = set(indices)
+    sources = {}
+    for i in indices:
+        others = [j for j in by_speaker[speaker_key(rows[i])] if j != i] or [i]
+        sources[i] = rng.choice(others)
+        needed.add(sources[i])
+    order = sorted(needed)
+    latents = dict(zip(order, encode_latents(codec, [np.asarray(rows[j]["audio"], dtype=np.float32) for j in order])))
+    out = []
+    for i in indices:
+        row, source = rows[i], rows[sources[i]]
+        record = {
+            "prompt": row["text"],
+            "text_input_ids": tokenizer.encode(row[text_column]),
+            "prompt_latents": latents[sources[i]][:prompt_frames],
+            "prompt_audio": {"array": np.asarray(source["audio"], dtype=np.float32),
+                             "sampling_rate": int(source["sampling_rate"])},
+        }
+        for column in ("voice", "gender", "pitch_level", "rate_level", "is_hard"):
+            if column in row:
+                record[column] = row[column]
+        if include_target_latents:
+            record["latents"] = latents[i]
+        out.append(record)
+    return out
+
+
+__all__ = ["encode_latents", "speaker_key", "voice_prompt_rows"]
