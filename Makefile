@@ -11,9 +11,9 @@ RESEMBLYZER := resemblyzer==0.1.4
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@echo ">>> setting up $(VENV) (python: $$($(PYTHON) --version))"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo ">>> installing ardm_trl[speech,dev] with the pinned stack in constraints.txt"
+	@echo ">>> installing ardm_trl[speech,dev,deepspeed] with the pinned stack in constraints.txt"
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[speech,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[speech,dev,deepspeed]"
 	@echo ">>> installing $(RESEMBLYZER) without its deps (its webrtcvad pin does not import here; webrtcvad-wheels replaces it)"
 	$(BIN)/python -m pip install -q -c constraints.txt --no-deps $(RESEMBLYZER)
 	@touch $(STAMP)
