@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -178,6 +179,9 @@ def run(args: argparse.Namespace) -> dict:
             for ratio, (top, bottom) in RATIOS.items():
                 row[ratio] = statistics.median(a / b for a, b in zip(times[top], times[bottom]))
             ratios.append(row)
+            medians = {name: round(statistics.median(seconds), 3) for name, seconds in times.items()}
+            print(f"[{time.strftime('%H:%M:%S')}] {num_patches} patches, batch {batch}: median s {medians}",
+                  file=sys.stderr, flush=True)  # fmt: skip
     return {
         "settings": {
             "config": "tiny (--quick)" if args.quick else "ARDMConfig() defaults",

@@ -50,11 +50,12 @@ class PretrainArguments:
     num_threads: int = field(
         default=1, metadata={"help": "torch CPU threads (1 was 35x faster than 2 on a busy 2-core machine)."}
     )
-    batch_size: int = field(default=12, metadata={"help": "Crops per step."})
+    batch_size: int = field(default=12, metadata={"help": "Waveform crops per codec step."})
     crop_seconds: float = field(default=1.5, metadata={"help": "Length of the random training crops."})
     codec_steps: int = field(default=1500, metadata={"help": "Codec optimisation steps."})
     codec_learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate of the codec."})
-    tokenizer_steps: int = field(default=1000, metadata={"help": "Tokenizer optimisation steps."})
+    tokenizer_steps: int = field(default=4000, metadata={"help": "Tokenizer optimisation steps."})
+    tokenizer_batch_size: int = field(default=16, metadata={"help": "Latent crops per tokenizer step."})
     tokenizer_learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate, tokenizer."})
     hidden_size: int = field(default=128, metadata={"help": "Channels of the codec's conv encoder/decoder."})
     num_blocks: int = field(default=2, metadata={"help": "Residual blocks per codec stack."})
@@ -127,9 +128,9 @@ def train_tokenizer(
     for step in range(args.tokenizer_steps):
         for group in optimizer.param_groups:
             group["lr"] = _cosine(step, args.tokenizer_steps, args.tokenizer_learning_rate)
-        batch = torch.zeros(args.batch_size, frames, codec.latent_dim)
-        lengths = torch.zeros(args.batch_size, dtype=torch.long)
-        for row, index in enumerate(rng.integers(0, len(latents), args.batch_size)):
+        batch = torch.zeros(args.tokenizer_batch_size, frames, codec.latent_dim)
+        lengths = torch.zeros(args.tokenizer_batch_size, dtype=torch.long)
+        for row, index in enumerate(rng.integers(0, len(latents), args.tokenizer_batch_size)):
             offset = int(rng.integers(0, max(1, len(latents[index]) - frames + 1)))
             piece = latents[index][offset : offset + frames]
             batch[row, : len(piece)], lengths[row] = piece, len(piece)
@@ -138,7 +139,7 @@ def train_tokenizer(
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if step % 50 == 0 or step == args.tokenizer_steps - 1:
+        if step % 200 == 0 or step == args.tokenizer_steps - 1:
             logger.info(
                 "tokenizer step %d: latent MSE %.4f mel L1 %.4f (%.0f s)",
                 step, output.latent_loss.item(), output.mel_loss.item(), time.time() - start,

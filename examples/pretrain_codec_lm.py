@@ -11,7 +11,7 @@ resynthesis of the ground-truth tokens (the ceiling of any codec LM on these tok
 Usage:
 
     # train for 40 minutes (time-limited; checkpoints in outputs/pretrain_codec_lm), save, evaluate
-    OMP_NUM_THREADS=2 python examples/pretrain_codec_lm.py --max_train_minutes 40 --bf16 true
+    OMP_NUM_THREADS=2 python examples/pretrain_codec_lm.py --max_train_minutes 40 --bf16 true --use_cpu true
 
     # resume from the last checkpoint for 20 more minutes
     OMP_NUM_THREADS=2 python examples/pretrain_codec_lm.py --max_train_minutes 20 --resume_from_checkpoint true
