@@ -145,7 +145,9 @@ def time_head_calls(model, value_model, batch: int, repeats: int) -> dict[str, f
     return {"guided_head_ms": 1e3 * head, "value_grad_ms": 1e3 * grad, "value_grad_over_guided_head": grad / head}
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, on_progress=None) -> dict:
+    """Time every (length, batch size) cell, cheapest first; `on_progress(report)` is called after each cell, so an
+    interrupted run still leaves the finished cells behind."""
     torch.set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
     config = build_config(args.quick)
@@ -153,36 +155,7 @@ def run(args: argparse.Namespace) -> dict:
     value_model = perturb_(ARDMValueModel.from_ardm(model)).eval()
     num_parameters = {"lm": sum(p.numel() for p in model.backbone.parameters()),
                       "head": sum(p.numel() for p in model.head.parameters())}  # fmt: skip
-
-    results, ratios, head_calls = [], [], []
-    for batch in args.batch_sizes:
-        inputs = make_inputs(config, batch, args.text_length, args.prompt_frames)
-        head_calls.append({"batch_size": batch, **time_head_calls(model, value_model, batch, args.repeats)})
-        for num_patches in args.lengths:
-            for variant in VARIANTS.values():  # warm-up (allocator, first-call overheads)
-                time_generate(model, value_model, inputs, min(num_patches, 2), args.num_inference_steps, variant, 0)
-            times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-            for repeat in range(args.repeats):
-                for name, variant in VARIANTS.items():
-                    seconds = time_generate(
-                        model, value_model, inputs, num_patches, args.num_inference_steps, variant, repeat
-                    )
-                    times[name].append(seconds)
-            frames = batch * num_patches * config.patch_size
-            for name, seconds in times.items():
-                median = statistics.median(seconds)
-                results.append({
-                    "num_patches": num_patches, "batch_size": batch, "variant": name, "seconds": seconds,
-                    "median_seconds": median, "frames_per_second": frames / median,
-                })  # fmt: skip
-            row = {"num_patches": num_patches, "batch_size": batch}
-            for ratio, (top, bottom) in RATIOS.items():
-                row[ratio] = statistics.median(a / b for a, b in zip(times[top], times[bottom]))
-            ratios.append(row)
-            medians = {name: round(statistics.median(seconds), 3) for name, seconds in times.items()}
-            print(f"[{time.strftime('%H:%M:%S')}] {num_patches} patches, batch {batch}: median s {medians}",
-                  file=sys.stderr, flush=True)  # fmt: skip
-    return {
+    report = {
         "settings": {
             "config": "tiny (--quick)" if args.quick else "ARDMConfig() defaults",
             "lm": f"{config.backbone_config.hidden_size} x {config.backbone_config.num_hidden_layers} layers",
@@ -201,13 +174,47 @@ def run(args: argparse.Namespace) -> dict:
             "torch": torch.__version__,
             "num_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "machine": platform.machine(),
             "processor": platform.processor(),
         },
-        "results": results,
-        "ratios": ratios,
-        "head_calls": head_calls,
+        "results": [],
+        "ratios": [],
+        "head_calls": [],
     }
+    inputs = {batch: make_inputs(config, batch, args.text_length, args.prompt_frames) for batch in args.batch_sizes}
+    for batch in args.batch_sizes:
+        report["head_calls"].append(
+            {"batch_size": batch, **time_head_calls(model, value_model, batch, args.repeats)}
+        )
+    cells = sorted(((n, b) for b in args.batch_sizes for n in args.lengths), key=lambda c: (c[0] * c[1] ** 0.5, c))
+    for num_patches, batch in cells:
+        for variant in VARIANTS.values():  # warm-up (allocator, first-call overheads)
+            time_generate(model, value_model, inputs[batch], min(num_patches, 2), args.num_inference_steps, variant, 0)
+        times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for repeat in range(args.repeats):
+            for name, variant in VARIANTS.items():
+                seconds = time_generate(
+                    model, value_model, inputs[batch], num_patches, args.num_inference_steps, variant, repeat
+                )
+                times[name].append(seconds)
+        frames = batch * num_patches * config.patch_size
+        for name, seconds in times.items():
+            median = statistics.median(seconds)
+            report["results"].append({
+                "num_patches": num_patches, "batch_size": batch, "variant": name, "seconds": seconds,
+                "median_seconds": median, "frames_per_second": frames / median,
+            })  # fmt: skip
+        row = {"num_patches": num_patches, "batch_size": batch}
+        for ratio, (top, bottom) in RATIOS.items():
+            row[ratio] = statistics.median(a / b for a, b in zip(times[top], times[bottom]))
+        report["ratios"].append(row)
+        medians = {name: round(statistics.median(seconds), 3) for name, seconds in times.items()}
+        print(f"[{time.strftime('%H:%M:%S')}] {num_patches} patches, batch {batch}: median s {medians}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        if on_progress is not None:
+            on_progress(report)
+    return report
 
 
 def markdown_table(report: dict) -> str:
@@ -235,10 +242,14 @@ def markdown_table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    report = run(args)
     output = Path(args.output_json)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+
+    def write(report: dict) -> None:
+        output.write_text(json.dumps(report, indent=2) + "\n")
+
+    report = run(args, on_progress=write)
+    write(report)
     print(markdown_table(report))
     print(f"\nwritten to {output}")
     return report
