@@ -83,9 +83,10 @@ def _build_items(args: argparse.Namespace, parser: argparse.ArgumentParser) -> l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = _parser()
     args = parser.parse_args(argv)
+    # `serve` logs each saved submission; the other commands print their result.
+    logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING, format="%(message)s")
     try:
         if args.command == "build":
             test = build_cmos_test(

@@ -68,7 +68,7 @@ h2{font-size:17px;font-weight:600;margin:16px 0 8px}
 h2:first-child{margin-top:0}
 .item-title{font-size:13px;color:#5f6368;margin-bottom:4px}
 .text{background:#f8f9fa;border-left:4px solid #673ab7;padding:10px 14px;font-size:16px;line-height:1.5}
-.pair{display:flex;gap:16px;flex-wrap:wrap}
+.pair{display:flex;gap:16px;flex-wrap:wrap;margin-top:16px}
 .pair>div{flex:1 1 300px}
 audio{width:100%}
 .req{color:#d93025}
