@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -105,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             results = [analyze_cmos(d, confidence=args.confidence) for d in args.test_dirs]
             if args.json:
-                print(json.dumps([{k: v for k, v in asdict(r).items() if k != "scores"} for r in results], indent=2))
+                rows = [{k: None if isinstance(v, float) and math.isnan(v) else v  # strict JSON: NaN -> null
+                         for k, v in asdict(r).items() if k != "scores"} for r in results]
+                print(json.dumps(rows, indent=2))
             else:
                 print(cmos_table(results))
     except ValueError as error:
