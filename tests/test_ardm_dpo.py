@@ -224,6 +224,16 @@ def test_per_side_prompts_that_agree_are_accepted(tmp_path):
     assert trainer.compute_loss(trainer.model, rows).item() == pytest.approx(math.log(2), abs=1e-5)
 
 
+def test_an_empty_sample_is_a_valid_side(tmp_path):
+    policy = make_policy()
+    rows = preference_dataset(policy, n=4).to_list()
+    rows[0]["rejected"] = []  # the model stopped at once: no tokens, no denoising error on that side
+    trainer = ARDMDPOTrainer(policy, args=dpo_args(tmp_path, max_steps=1), train_dataset=rows)
+    loss = trainer.compute_loss(trainer.model, rows)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
+    loss.backward()
+
+
 # ------------------------------------------------------------------------------------- Best-of-K and the data
 def test_best_of_k_returns_k_scores_per_prompt_and_keeps_the_max():
     policy = make_policy().train()

@@ -52,6 +52,11 @@ def select_pairs(scores: torch.Tensor, pair_strategy: str = "best_vs_worst", mar
     return [(i, j) for i in range(num) for j in range(num) if scores[i] > scores[j] + margin]
 
 
+def _plain(value: Any) -> Any:
+    """Tensors become nested lists, so `Dataset.from_list` stores them like any other column."""
+    return value.tolist() if isinstance(value, torch.Tensor) else value
+
+
 @torch.no_grad()
 def build_preference_dataset(
     model,
@@ -97,7 +102,7 @@ def build_preference_dataset(
             first = p * num_samples
             text_ids = rollouts.text_input_ids[first][rollouts.text_attention_mask[first].bool()].tolist()
             for i, j in select_pairs(scores[p], pair_strategy, margin):
-                record = {key: value for key, value in row.items() if key not in ("chosen", "rejected")}
+                record = {key: _plain(value) for key, value in row.items() if key not in ("chosen", "rejected")}
                 record.update(
                     prompt=rollouts.prompts[first],
                     text_input_ids=text_ids,
@@ -175,17 +180,19 @@ def _resolve_shared_prompt(row: dict[str, Any], index: int) -> dict[str, Any]:
     return row
 
 
-def _latents(row: dict[str, Any], key: str, index: int) -> torch.Tensor:
+def _latents(row: dict[str, Any], key: str, index: int, latent_dim: int) -> torch.Tensor:
     if row.get(key) is None:
         raise ValueError(
             f"Preference row {index} has no `{key}` column. Rows need `prompt`, `text_input_ids`, `chosen` and "
             "`rejected` latents `(frames, latent_dim)` (see `build_preference_dataset`)."
         )
     latents = torch.as_tensor(row[key], dtype=torch.float32)
-    if latents.dim() != 2 or latents.shape[0] == 0:
+    if latents.numel() == 0:  # an empty sample (the model stopped at once): no tokens, no denoising error
+        return latents.new_zeros(0, latent_dim)
+    if latents.dim() != 2:
         raise ValueError(
-            f"Preference row {index}: `{key}` must be a non-empty latent sequence of shape (frames, latent_dim), "
-            f"got shape {tuple(latents.shape)}."
+            f"Preference row {index}: `{key}` must be a latent sequence of shape (frames, latent_dim), got shape "
+            f"{tuple(latents.shape)}."
         )
     return latents
 
@@ -207,7 +214,7 @@ def collate_preference_pairs(
     rows = [_resolve_shared_prompt(row, i) for i, row in enumerate(rows)]
     chosen, rejected = [], []
     for i, row in enumerate(rows):
-        c, r = _latents(row, "chosen", i), _latents(row, "rejected", i)
+        c, r = _latents(row, "chosen", i, latent_dim), _latents(row, "rejected", i, latent_dim)
         if c.shape[1] != r.shape[1]:
             raise ValueError(
                 f"Preference row {i}: `chosen` latents have shape {tuple(c.shape)} but `rejected` latents have shape "
