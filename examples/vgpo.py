@@ -138,6 +138,8 @@ def write_outputs(out_dir: Path, before, after, log_history, sampling_rate: int)
     for i, (a, b) in enumerate(zip(before.audio, after.audio)):
         sf.write(samples / f"{i:02d}_before.wav", a, sampling_rate)
         sf.write(samples / f"{i:02d}_after.wav", b, sampling_rate)
+    # texts.tsv lets `python -m ardm_trl.listening build` pair the samples for a CMOS test (docs/listening_tests.md)
+    (samples / "texts.tsv").write_text("".join(f"{i:02d}\t{text}\n" for i, text in enumerate(before.texts)))
     steps = [h["step"] for h in log_history if "reward" in h]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     axes[0].plot(steps, [h["reward"] for h in log_history if "reward" in h])
