@@ -11,8 +11,8 @@ Steps:
 2. codec: log-mel statistics, then AdamW on random crops (masked L1 on normalised log-mel, latent noise + L2);
    then per-channel latent statistics, so that `encode` returns ~N(0, 1) channels;
 3. tokenizer: FSQ encoder/decoder on the frozen codec's latents (latent MSE + log-mel L1 through the codec decoder);
-4. evaluation on held-out test utterances (log-mel L1; with `--num_eval_utterances`, also WER / CTC NLL / speaker
-   similarity through `ardm_trl.rewards`), written into the model cards from `hub_cards/speech_codec.md`.
+4. evaluation on held-out test utterances (log-mel L1, WER / CTC NLL / speaker similarity through
+   `ardm_trl.rewards`), saved to `speech_codec/round_trip_eval.json` and into the model cards.
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def main() -> None:
 
     results = evaluate(codec, tokenizer, corpus["test"], args.num_eval_utterances)
     logger.info("round trip:\n%s", _table(results))
-    (output_dir / "speech_codec_eval.json").write_text(json.dumps(results, indent=2))
+    (codec_dir / "round_trip_eval.json").write_text(json.dumps(results, indent=2))
     write_card(codec_dir, args, codec, results, codec_seconds, "continuous latent speech codec")
     write_card(tokenizer_dir, args, tokenizer, results, tokenizer_seconds, "FSQ speech tokenizer")
 
