@@ -108,7 +108,8 @@ def encode_corpus(script_args: ScriptArguments, codec) -> dict:
     """Build the corpus and encode it with the codec (cached in `data_cache`): lists per split."""
     cache = Path(script_args.data_cache)
     key = {"num_utterances": script_args.num_utterances, "seed": script_args.corpus_seed,
-           "codec": script_args.codec_path or "bundled"}  # fmt: skip
+           "codec": script_args.codec_path or "bundled",
+           "codec_fingerprint": float(sum(p.double().sum() for p in codec.state_dict().values()))}  # fmt: skip
     if cache.is_file():
         data = torch.load(cache, weights_only=False)
         if data["key"] == key:
