@@ -79,8 +79,8 @@ class ScriptArguments:
     corpus_utterances: int = field(default=240, metadata={"help": "Size of the espeak corpus built for prompts."})
     num_train_prompts: int = field(default=64, metadata={"help": "Training prompts (texts + voice prompts)."})
     num_eval_prompts: int = field(default=8, metadata={"help": "Held-out evaluation prompts (test split)."})
-    value_train_steps: int = field(default=150, metadata={"help": "Steps of the quick value-model training."})
-    value_learning_rate: float = field(default=3e-4, metadata={"help": "Learning rate of the quick value training."})
+    value_pretrain_steps: int = field(default=150, metadata={"help": "Steps of the quick value-model training."})
+    value_pretrain_learning_rate: float = field(default=3e-4, metadata={"help": "Learning rate of the quick value training."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters on the LM instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
@@ -120,8 +120,8 @@ def train_value_model(policy, rows, reward, script_args, training_args) -> ARDMV
                                    num_generations=4, max_patches=training_args.max_patches)
         group_normalize = True
     args = ValueConfig(output_dir=str(Path(training_args.output_dir) / "value_training"), max_steps=
-                       script_args.value_train_steps, per_device_train_batch_size=16, learning_rate=
-                       script_args.value_learning_rate, group_normalize=group_normalize, logging_steps=25,
+                       script_args.value_pretrain_steps, per_device_train_batch_size=16, learning_rate=
+                       script_args.value_pretrain_learning_rate, group_normalize=group_normalize, logging_steps=25,
                        save_strategy="no", report_to="none", use_cpu=training_args.use_cpu, num_draws=8)
     ValueTrainer(value_model, args, train_dataset=data).train()
     return value_model.eval()
@@ -166,6 +166,7 @@ def main() -> None:
     parser = TrlParser((ScriptArguments, VGPOConfig))
     script_args, training_args = parser.parse_args_and_config(args=with_demo_defaults(sys.argv[1:]))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     torch.manual_seed(training_args.seed)
     out_dir = Path(training_args.output_dir)
 
