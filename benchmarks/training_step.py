@@ -27,7 +27,7 @@ depend on the weights):
     7. `discriminator_update`: `trainer.update_discriminator(rollouts)`, which first samples the "real" reference
        trajectories (`reference_rollout`, timed by a wrapper around `trainer._reference_rollouts`) and then runs
        `discriminator_steps` steps.
-  `total` is the sum of the top-level phases 1-7. With `--end_to_end_check` (on by default) the first cell also
+  `total` is the sum of the top-level phases 1-7. Unless `--no_end_to_end_check` is given, the first cell also
   times the trainer's unmodified `training_step` (+ clipping and optimizer step) to show the sum matches it.
 - `dpo`: one step of `ARDMDPOTrainer` on `B / 2` preference pairs (`B` sequences, chosen and rejected of `N`
   patches): `compute_loss` (`policy_forward`, and `reference_forward` timed by a wrapper around
