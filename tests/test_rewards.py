@@ -348,3 +348,12 @@ def test_evaluate_speech_reports_every_metric(speech):
         evaluate_speech(audio, sr, SENTENCES[:2], metrics=("mos",))
     with pytest.raises(ValueError, match="texts"):
         evaluate_speech(audio, sr, SENTENCES[:1], metrics=("f0v",))
+
+
+def test_empty_waveforms_do_not_crash_the_evaluators():
+    """A model that stops at once yields a zero-length sample: resampling and scoring must not crash on it."""
+    from ardm_trl.rewards.base import resample
+
+    assert resample(np.zeros(0, dtype=np.float32), 22050, 16000).shape == (0,)
+    assert F0VarianceReward()(prompts=["a"], completions=None, audio=[np.zeros(0, dtype=np.float32)],
+                              sampling_rate=22050) == [None]

@@ -10,10 +10,27 @@ __version__ = "0.1.0.dev0"
 from .audio import SpeechCodecConfig, SpeechCodecModel, SpeechTokenizerConfig, SpeechTokenizerModel
 from .models import *  # noqa: F401,F403  (registers the Auto classes)
 from .models import __all__ as _models_all
-from .trainer import ValueConfig, ValueTrainer, VGPOConfig, VGPOTrainer
+from .trainer import (
+    ARDMDPOConfig,
+    ARDMDPOTrainer,
+    DiffROConfig,
+    DiffROTrainer,
+    TokenRewardTrainer,
+    TokenRewardTrainingConfig,
+    ValueConfig,
+    ValueTrainer,
+    VGPOConfig,
+    VGPOTrainer,
+)
 
 __all__ = [
     *_models_all,
+    "ARDMDPOConfig",
+    "ARDMDPOTrainer",
+    "DiffROConfig",
+    "DiffROTrainer",
+    "TokenRewardTrainer",
+    "TokenRewardTrainingConfig",
     "SpeechCodecConfig",
     "SpeechCodecModel",
     "SpeechTokenizerConfig",

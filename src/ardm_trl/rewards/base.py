@@ -60,6 +60,8 @@ def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample a mono float32 waveform with `torchaudio.functional.resample` (band-limited sinc)."""
     if int(orig_sr) == int(target_sr):
         return waveform
+    if waveform.size == 0:  # an empty sample (e.g. a model that stopped at once): torchaudio cannot resample it
+        return np.zeros(0, dtype=np.float32)
     import torchaudio.functional as AF
 
     out = AF.resample(torch.from_numpy(np.ascontiguousarray(waveform)), int(orig_sr), int(target_sr))

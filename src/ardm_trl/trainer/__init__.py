@@ -1,6 +1,8 @@
 """Trainers of ardm_trl (TRL-style config/trainer pairs) and the pieces they share."""
 
-from .ardm_utils import ardm_kl, call_reward_funcs, draw_noisy_tokens, group_normalize, value_loss
+from .ardm_dpo_config import ARDMDPOConfig
+from .ardm_dpo_trainer import ARDMDPOTrainer, dpo_loss
+from .ardm_utils import ardm_kl, call_reward_funcs, draw_noisy_tokens, estimate_kl, group_normalize, value_loss
 from .base import (
     MetricsMixin,
     ModelCardMixin,
@@ -10,25 +12,44 @@ from .base import (
     render_model_card,
     unwrap_peft,
 )
+from .best_of_k import BestOfKOutput, best_of_k
+from .diffro_config import DiffROConfig
+from .diffro_trainer import DiffROTrainer
+from .preference_data import PreferenceBatch, build_preference_dataset, collate_preference_pairs, select_pairs
 from .rollout import PromptBatch, Rollouts, generate_rollouts, prepare_prompt_batch, score_rollouts
+from .token_reward_config import TokenRewardTrainingConfig
+from .token_reward_trainer import TokenRewardTrainer
 from .value_config import ValueConfig
 from .value_trainer import ValueTrainer, build_value_dataset
 from .vgpo_config import VGPOConfig
 from .vgpo_trainer import VGPOTrainer
 
 __all__ = [
+    "ARDMDPOConfig",
+    "ARDMDPOTrainer",
+    "BestOfKOutput",
+    "DiffROConfig",
+    "DiffROTrainer",
     "MetricsMixin",
     "ModelCardMixin",
+    "PreferenceBatch",
     "PromptBatch",
     "Rollouts",
+    "TokenRewardTrainer",
+    "TokenRewardTrainingConfig",
     "VGPOConfig",
     "VGPOTrainer",
     "ValueConfig",
     "ValueTrainer",
     "ardm_kl",
+    "best_of_k",
+    "build_preference_dataset",
     "build_value_dataset",
     "call_reward_funcs",
+    "collate_preference_pairs",
+    "dpo_loss",
     "draw_noisy_tokens",
+    "estimate_kl",
     "generate_rollouts",
     "group_normalize",
     "is_peft_model",
@@ -37,6 +58,7 @@ __all__ = [
     "reference_model_context",
     "render_model_card",
     "score_rollouts",
+    "select_pairs",
     "unwrap_peft",
     "value_loss",
 ]
