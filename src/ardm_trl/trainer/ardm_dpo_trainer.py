@@ -3,20 +3,26 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import AutoModel, Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
 from ..models.ardm import ARDMForSpeechSynthesis, NoiseSchedule
 from .ardm_dpo_config import ARDMDPOConfig
 from .ardm_utils import NoiseDraws, ardm_kl
-from .base import MetricsMixin, ModelCardMixin, prepare_peft_model, reference_model_context, unwrap_peft
+from .base import (
+    MetricsMixin,
+    ModelCardMixin,
+    identity_collator,
+    prepare_policy_and_reference,
+    reference_model_context,
+    unwrap_peft,
+)
 from .preference_data import PreferenceBatch, collate_preference_pairs
 
 logger = logging.get_logger(__name__)
@@ -24,10 +30,6 @@ logger = logging.get_logger(__name__)
 REF_CHOSEN_COLUMN = "ref_chosen_error"
 REF_REJECTED_COLUMN = "ref_rejected_error"
 INDEX_COLUMN = "example_index"
-
-
-def _identity_collator(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return features
 
 
 def example_generator(seed: int, index: int) -> torch.Generator:
@@ -162,16 +164,9 @@ class ARDMDPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         optimizers: tuple = (None, None),
     ):
         args = args or ARDMDPOConfig(output_dir="ardm-dpo-model")
-        if isinstance(model, str):
-            model = AutoModel.from_pretrained(model)
-        if peft_config is not None:
-            model = prepare_peft_model(model, peft_config, args.peft_modules_to_save)
-        elif ref_model is None:
-            ref_model = copy.deepcopy(model).requires_grad_(False)  # a frozen copy of the initial policy
-        if ref_model is not None:
-            ref_model.eval()  # only ever run under torch.no_grad()
+        model, ref_model = prepare_policy_and_reference(model, ref_model, peft_config, args.peft_modules_to_save)
         self.ref_model = ref_model
-        super().__init__(model=model, args=args, data_collator=_identity_collator, train_dataset=train_dataset,
+        super().__init__(model=model, args=args, data_collator=identity_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
                          optimizers=optimizers)
         self.model_accepts_loss_kwargs = False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -42,10 +44,9 @@ def render_model_card(template: str, **fields: Any) -> str:
     as `unknown`.
     """
     text = (_hub_cards_dir() / template).read_text()
-    values = {f"{pkg}_version": _package_version(pkg if pkg != "ardm_trl" else "ardm_trl") for pkg in (
-        "ardm_trl", "transformers", "trl", "torch", "peft", "accelerate", "diffusers", "datasets")}
-    values.update({k: v for k, v in fields.items()})
-    import re
+    packages = ("ardm_trl", "transformers", "trl", "torch", "peft", "accelerate", "diffusers", "datasets")
+    values = {f"{pkg}_version": _package_version(pkg) for pkg in packages}
+    values.update(fields)
 
     def substitute(match: re.Match) -> str:
         value = values.get(match.group(1), "unknown")
@@ -135,6 +136,37 @@ def prepare_peft_model(model: nn.Module, peft_config: PeftConfig | None, trainab
     return model
 
 
+def identity_collator(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the raw rows: the RL trainers batch them themselves (rollouts, preference pairs) in `_prepare_inputs`."""
+    return features
+
+
+def prepare_policy_and_reference(
+    model: nn.Module | str,
+    ref_model: nn.Module | None,
+    peft_config: PeftConfig | None,
+    trainable_modules: list[str] | None = None,
+    needs_reference: bool = True,
+) -> tuple[nn.Module, nn.Module | None]:
+    """The policy (loaded from a path if needed, wrapped with PEFT if configured) and its reference.
+
+    The reference is `ref_model` if given; else, with `peft_config`, `None` (the policy with adapters disabled, see
+    `reference_model_context`: no second copy in memory); else a frozen copy of the initial policy. A reference is
+    only ever run under `torch.no_grad()`, in eval mode.
+    """
+    if isinstance(model, str):
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(model)
+    if peft_config is not None:
+        model = prepare_peft_model(model, peft_config, trainable_modules)
+    elif ref_model is None and needs_reference:
+        ref_model = copy.deepcopy(model).requires_grad_(False)
+    if ref_model is not None:
+        ref_model.eval()
+    return model, ref_model
+
+
 def is_peft_model(model: nn.Module) -> bool:
     return is_peft_available() and isinstance(model, PeftModel)
 
@@ -167,8 +199,10 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
 __all__ = [
     "MetricsMixin",
     "ModelCardMixin",
+    "identity_collator",
     "is_peft_model",
     "prepare_peft_model",
+    "prepare_policy_and_reference",
     "reference_model_context",
     "render_model_card",
     "unwrap_peft",

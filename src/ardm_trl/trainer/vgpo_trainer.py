@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections.abc import Sequence
@@ -24,7 +23,14 @@ from .ardm_utils import (
     group_normalize,
     reward_func_name,
 )
-from .base import MetricsMixin, ModelCardMixin, prepare_peft_model, reference_model_context, unwrap_peft
+from .base import (
+    MetricsMixin,
+    ModelCardMixin,
+    identity_collator,
+    prepare_policy_and_reference,
+    reference_model_context,
+    unwrap_peft,
+)
 from .rollout import AudioDecoder, Rollouts, generate_rollouts, prepare_prompt_batch, score_rollouts
 from .value_trainer import value_training_loss
 from .vgpo_config import VGPOConfig
@@ -33,10 +39,6 @@ logger = logging.get_logger(__name__)
 
 VALUE_MODEL_NAME = "value_model"
 DISCRIMINATOR_NAME = "discriminator"
-
-
-def _identity_collator(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return features
 
 
 class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
@@ -95,7 +97,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
     ):
         args = args or VGPOConfig(output_dir="vgpo-model")
         if isinstance(model, str):
-            model = AutoModel.from_pretrained(model)
+            model = AutoModel.from_pretrained(model)  # before the compatibility checks below
         self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
         if not self.reward_funcs:
             raise ValueError("`reward_funcs` is empty: pass at least one reward function.")
@@ -107,12 +109,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         if discriminator is not None:
             self._check_compatible(model, discriminator, "discriminator")
 
-        if peft_config is not None:
-            model = prepare_peft_model(model, peft_config, args.peft_modules_to_save)
-        elif ref_model is None:
-            ref_model = copy.deepcopy(model).requires_grad_(False)  # a frozen copy of the initial policy
-        if ref_model is not None:
-            ref_model.eval()  # only ever run under torch.no_grad()
+        model, ref_model = prepare_policy_and_reference(model, ref_model, peft_config, args.peft_modules_to_save)
         if args.use_adm and discriminator is None:
             discriminator = ARDMDiscriminator.from_ardm(unwrap_peft(model) if ref_model is None else ref_model)
         self.ref_model = ref_model
@@ -120,7 +117,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         self.discriminator = discriminator if args.use_adm else None
         self.audio_decoder = audio_decoder
 
-        super().__init__(model=model, args=args, data_collator=_identity_collator, train_dataset=train_dataset,
+        super().__init__(model=model, args=args, data_collator=identity_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
                          optimizers=optimizers)
         self.model_accepts_loss_kwargs = False
