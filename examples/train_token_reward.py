@@ -86,7 +86,8 @@ def quality_rows(script_args: ScriptArguments, data: dict, speech_tokenizer, tok
         return cached
     start, sr = time.time(), speech_tokenizer.sampling_rate
     out = {"key": key}
-    for split, n in (("train", script_args.num_quality_labels), ("test", len(data["test"]["text"]))):
+    n_test = min(len(data["test"]["text"]), script_args.num_quality_labels)
+    for split, n in (("train", script_args.num_quality_labels), ("test", n_test)):
         decoded = []
         for i in range(0, n, 32):
             ids = [torch.tensor(s) for s in data[split]["speech_ids"][i : min(i + 32, n)]]
