@@ -35,12 +35,14 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check src tests examples benchmarks
 	@echo ">>> pytest (fast suite; slow runs: make test-slow)"
 	$(BIN)/python -m pytest tests -q
+	@echo ">>> docs build (mkdocs; make docs is the strict build)"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build -q -d build/site
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m slow
 
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict -d build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
 
 clean-venv:
 	rm -rf $(VENV)
