@@ -91,7 +91,21 @@ def value_loss(values: torch.Tensor, rewards: torch.Tensor, loss_type: str = "ms
 
 
 def reward_func_name(func: Any) -> str:
-    return getattr(func, "__name__", None) or type(func).__name__
+    """Name under which a reward function's metrics are logged: `name`, `__name__`, or the class name."""
+    return getattr(func, "name", None) or getattr(func, "__name__", None) or type(func).__name__
+
+
+def resolve_reward_funcs(
+    reward_funcs: RewardFunc | Sequence[RewardFunc], reward_weights: Sequence[float] | None
+) -> tuple[list[RewardFunc], torch.Tensor]:
+    """TRL's `reward_funcs` argument (one callable or a list) and `args.reward_weights` (all 1 by default), checked."""
+    funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    if not funcs or not all(callable(f) for f in funcs):
+        raise ValueError("`reward_funcs` must be one callable or a non-empty list of callables.")
+    weights = list(reward_weights) if reward_weights is not None else [1.0] * len(funcs)
+    if len(weights) != len(funcs):
+        raise ValueError(f"`reward_weights` has {len(weights)} entries but there are {len(funcs)} reward functions.")
+    return funcs, torch.tensor(weights, dtype=torch.float32)
 
 
 def call_reward_funcs(
@@ -200,6 +214,7 @@ __all__ = [
     "draw_noisy_tokens",
     "estimate_kl",
     "group_normalize",
+    "resolve_reward_funcs",
     "reward_func_name",
     "value_loss",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +14,21 @@ from transformers.utils import logging
 from trl.trainer.utils import disable_dropout_in_model
 
 from ..models.codec_lm import SpeechSamplingOutput, process_speech_logits
-from .base import MetricsMixin, ModelCardMixin, prepare_peft_model, reference_model_context, unwrap_peft
+from .ardm_utils import resolve_reward_funcs, reward_func_name
+from .base import (
+    MetricsMixin,
+    ModelCardMixin,
+    identity_collator,
+    prepare_policy_and_reference,
+    reference_model_context,
+    unwrap_peft,
+)
 from .diffro_config import DiffROConfig
 from .diffro_utils import (
     DifferentiableReward,
     call_differentiable_rewards,
     categorical_entropy,
     categorical_kl,
-    reward_name,
     straight_through_gumbel_softmax,
 )
 
@@ -48,10 +54,6 @@ class DiffROReplay:
 
     logits: torch.Tensor
     soft_tokens: torch.Tensor
-
-
-def _identity_collator(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return features
 
 
 class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
@@ -107,28 +109,17 @@ class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
         args = args or DiffROConfig(output_dir="diffro_model")
         if isinstance(model, str):
             model = AutoModelForCausalLM.from_pretrained(model)
-        self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
-        if not self.reward_funcs or not all(callable(f) for f in self.reward_funcs):
-            raise ValueError("`reward_funcs` must be one callable or a non-empty list of callables.")
-        self.reward_names = [reward_name(f) for f in self.reward_funcs]
-        weights = args.reward_weights if args.reward_weights is not None else [1.0] * len(self.reward_funcs)
-        if len(weights) != len(self.reward_funcs):
-            raise ValueError(
-                f"`reward_weights` has {len(weights)} entries but there are {len(self.reward_funcs)} reward functions."
-            )
-        self.reward_weights = torch.tensor(weights, dtype=torch.float32)
+        self.reward_funcs, self.reward_weights = resolve_reward_funcs(reward_funcs, args.reward_weights)
+        self.reward_names = [reward_func_name(f) for f in self.reward_funcs]
 
         if args.disable_dropout:
             disable_dropout_in_model(model)
-        if ref_model is None and peft_config is None and args.beta > 0:
-            ref_model = copy.deepcopy(model)
-        model = prepare_peft_model(model, peft_config)
-        self.ref_model = ref_model.eval().requires_grad_(False) if ref_model is not None else None
+        model, self.ref_model = prepare_policy_and_reference(model, ref_model, peft_config, needs_reference=args.beta > 0)
 
         super().__init__(
             model=model,
             args=args,
-            data_collator=_identity_collator,
+            data_collator=identity_collator,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,

@@ -8,16 +8,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .ardm_utils import reward_func_name
+
 # A differentiable reward: `reward(soft_tokens, token_mask, **columns) -> Tensor (B,)`.
 DifferentiableReward = Callable[..., torch.Tensor]
 
 # Keyword arguments DiffRO itself passes to reward functions; dataset columns may not use these names.
 RESERVED_REWARD_KWARGS = ("soft_tokens", "token_mask", "speech_ids", "prompts")
-
-
-def reward_name(func: Any) -> str:
-    """Name under which a reward function's metrics are logged: `name`, `__name__`, or the class name."""
-    return getattr(func, "name", None) or getattr(func, "__name__", None) or type(func).__name__
 
 
 def straight_through_gumbel_softmax(
@@ -80,7 +77,7 @@ def call_differentiable_rewards(
     batch_size = soft_tokens.shape[0]
     values = []
     for func in reward_funcs:
-        name = reward_name(func)
+        name = reward_func_name(func)
         out = func(soft_tokens=soft_tokens, token_mask=token_mask, **extra, **columns)
         if not isinstance(out, torch.Tensor):
             raise ValueError(
@@ -108,6 +105,5 @@ __all__ = [
     "call_differentiable_rewards",
     "categorical_entropy",
     "categorical_kl",
-    "reward_name",
     "straight_through_gumbel_softmax",
 ]

@@ -21,6 +21,7 @@ from .ardm_utils import (
     ardm_kl,
     draw_noisy_tokens,
     group_normalize,
+    resolve_reward_funcs,
     reward_func_name,
 )
 from .base import (
@@ -98,13 +99,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         args = args or VGPOConfig(output_dir="vgpo-model")
         if isinstance(model, str):
             model = AutoModel.from_pretrained(model)  # before the compatibility checks below
-        self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
-        if not self.reward_funcs:
-            raise ValueError("`reward_funcs` is empty: pass at least one reward function.")
-        weights = args.reward_weights or [1.0] * len(self.reward_funcs)
-        if len(weights) != len(self.reward_funcs):
-            raise ValueError(f"{len(weights)} `reward_weights` for {len(self.reward_funcs)} reward functions.")
-        self.reward_weights = torch.tensor(weights, dtype=torch.float32)
+        self.reward_funcs, self.reward_weights = resolve_reward_funcs(reward_funcs, args.reward_weights)
         self._check_compatible(model, value_model, "value model")
         if discriminator is not None:
             self._check_compatible(model, discriminator, "discriminator")
