@@ -269,3 +269,24 @@ def test_bad_inputs_raise_with_a_fix(tiny_config):
     padded, mask = pad_to_patch_multiple(torch.randn(1, 5, tiny_config.latent_dim), None, tiny_config.patch_size)
     assert padded.shape[1] == 6 and mask.tolist() == [[True] * 5 + [False]]
     assert model(text, labels=padded, latents_mask=mask).loss is not None
+
+
+def test_a_diverging_sample_is_ended_not_passed_on_as_nan(tiny_config):
+    model = _perturb(ARDMForSpeechSynthesis(tiny_config)).eval()
+    text = torch.tensor([[1, 2, 3], [4, 5, 0]])
+    original = model.head_prediction
+    calls = {"n": 0}
+
+    def exploding(hidden, previous, noisy, timesteps):  # sample 1 blows up while its 3rd patch is denoised
+        calls["n"] += 1
+        out = original(hidden, previous, noisy, timesteps)
+        if 2 * 16 < calls["n"] <= 3 * 16:
+            out = out.clone()
+            out[1] = float("nan")
+        return out
+
+    model.head_prediction = exploding
+    out = model.generate(text, max_patches=5, min_patches=5, lm_guidance_scale=1.0)
+    assert torch.isfinite(out.latents).all()
+    assert out.num_patches.tolist() == [5, 2]
+    assert out.latents_mask[1].sum() == 2 * tiny_config.patch_size

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING
 
 import torch
 from diffusers import SchedulerMixin
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .backbone import IncrementalLM
 from .diffusion import build_scheduler
 
 if TYPE_CHECKING:
     from .modeling_ardm import ARDMValueModel
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -152,11 +154,19 @@ class ARDMGenerationMixin:
                     prediction = schedule.add_score(prediction, model_input, timesteps,
                                                     value_guidance_scale * value_grad)
                 sample = scheduler.step(prediction, t, sample, generator=generator).prev_sample
+            # 5. a sample that diverged (non-finite values, e.g. an undertrained model far outside its training
+            # distribution) ends here rather than passing NaN to the codec and the reward functions
+            diverged = ~torch.isfinite(sample).all(dim=-1) & ~finished
+            if diverged.any():
+                logger.warning("Generation diverged (non-finite latents) for %d sample(s) at patch %d; ending them.",
+                               int(diverged.sum()), step)
+                finished |= diverged
+                sample = torch.where(torch.isfinite(sample), sample, torch.zeros_like(sample))
             patches.append(sample)
             lengths += (~finished).long()
             previous = sample
             if step + 1 < max_patches:
-                # 5. feed the new patch to the LM(s)
+                # 6. feed the new patch to the LM(s)
                 lm.append(torch.cat([sample] * copies))
                 if value_lm is not None:
                     value_lm.append(sample)
