@@ -35,3 +35,23 @@ def tiny_config():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def accelerate_launch(script, *script_args, port: int, config_file=None, env=None, timeout: int = 600):
+    """Run `script` under `accelerate launch` with two processes on the CPU (gloo) and return the finished process.
+
+    `accelerate launch --cpu --num_processes 2` silently runs one process; `--multi_gpu` with a CPU script runs two
+    (../shared/ENV-NOTES.md). With `config_file` (e.g. DeepSpeed) the file decides the launcher.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    launcher = ["--config_file", str(config_file)] if config_file else [
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--main_process_port", str(port),
+           str(script), *map(str, script_args)]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo / "tests"), **(env or {})}
+    return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout)

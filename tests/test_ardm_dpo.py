@@ -4,14 +4,11 @@ pairs, the loss matches its formula, LoRA trains only adapters, bad pairs raise,
 import copy
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_ardm_config
+from conftest import accelerate_launch, tiny_ardm_config
 from datasets import load_from_disk
 from test_vgpo_theory import DIM, N_TOKENS, linear_reward, mean_reward, sample_gaussian_ar
 
@@ -273,11 +270,7 @@ def test_preference_pairs_are_ordered_by_more_than_the_margin(tmp_path):
 
 
 def test_two_process_accelerate_launch_trains(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29531",
-           str(REPO / "tests" / "scripts" / "ardm_dpo_two_process.py"), str(tmp_path)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500)
+    result = accelerate_launch(REPO / "tests" / "scripts" / "ardm_dpo_two_process.py", tmp_path, port=29531)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["num_processes"] == 2

@@ -1,12 +1,10 @@
 """Tests of the DiffRO trainer on a tiny codec LM (built in the test) with simple differentiable rewards."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import accelerate_launch
 from datasets import Dataset
 
 from ardm_trl.models.codec_lm import CodecLMConfig, CodecLMForSpeechSynthesis
@@ -224,10 +222,7 @@ trainer.accelerator.end_training()
 def test_two_process_accelerate_run(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(TWO_PROCESS_SCRIPT.format(lm=TINY_LM, out=tmp_path / "out"))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    result = accelerate_launch(script, port=29551)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WORLD 2 STEPS 3" in result.stdout
     assert (tmp_path / "out" / "model.safetensors").exists()

@@ -2,14 +2,11 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_ardm_config
+from conftest import accelerate_launch, tiny_ardm_config
 from datasets import Dataset
 
 from ardm_trl import ARDMForSpeechSynthesis, ARDMValueModel
@@ -195,11 +192,7 @@ def test_exp_mse_value_loss_is_minimised_by_the_soft_value():
 
 
 def test_two_process_accelerate_launch_trains(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           str(REPO / "tests" / "scripts" / "vgpo_two_process.py"), str(tmp_path)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500)
+    result = accelerate_launch(REPO / "tests" / "scripts" / "vgpo_two_process.py", tmp_path, port=29517)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["num_processes"] == 2
