@@ -59,7 +59,7 @@ DEMO_DEFAULTS = {
     "learning_rate": "5e-5",
     "w_kl": "0.25",
     "num_draws": "4",
-    "max_patches": "120",
+    "max_patches": "48",  # ~4.5 s; longer samples of the small bundled ARDM drift and can overflow
     "logging_steps": "1",
     "save_strategy": "no",
     "report_to": "none",

@@ -198,3 +198,15 @@ def test_two_process_accelerate_launch_trains(tmp_path):
     assert report["num_processes"] == 2
     assert report["changed_parameters"] > 0
     assert report["ranks_agree"]
+
+
+def test_non_finite_loss_raises_without_updating(tmp_path):
+    policy, value_model = make_models()
+    with torch.no_grad():
+        value_model.head.output.bias.fill_(float("nan"))  # NaN values -> NaN value gradients
+        value_model.head.output.weight.fill_(float("nan"))
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    trainer = VGPOTrainer(policy, value_model, mean_latent, vgpo_args(tmp_path), train_dataset=dataset())
+    with pytest.raises(FloatingPointError, match="not finite"):
+        trainer.train()
+    assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())

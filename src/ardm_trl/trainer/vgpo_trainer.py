@@ -239,6 +239,13 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
             adversarial_loss = (epsilon - epsilon.detach() + sigma * disc_grad).float().pow(2).mean()
             loss = loss + args.w_adm * adversarial_loss
             self._record_metric("loss/adversarial", adversarial_loss)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"VGPO loss is not finite (kl={float(kl):.3g}, value guidance={float(guidance_loss):.3g}): the "
+                "teacher-forced pass over the rollouts overflowed. Rollouts far outside the model's training "
+                "distribution (e.g. very long samples of an undertrained model) cause this; lower `max_patches` or "
+                "the learning rate. No update was applied."
+            )
         self._record_metric("kl", kl)
         self._record_metric("loss/kl", kl)
         self._record_metric("loss/value_guidance", guidance_loss)
