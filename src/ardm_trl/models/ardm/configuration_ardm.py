@@ -32,7 +32,11 @@ DEFAULT_SCHEDULER = {
     # which breaks guidance (see docs/models.md).
     "beta_schedule": "linear",
     "prediction_type": "epsilon",
-    "clip_sample": False,
+    # Clip the predicted clean patch to +-clip_sample_range at every step: the latents are normalised (unit std), and
+    # without a bound one out-of-range patch feeds back through the LM and the head's history input and grows
+    # exponentially (seen with the small bundled ARDM: patches reached 1e11, then NaN, after ~50 patches).
+    "clip_sample": True,
+    "clip_sample_range": 6.0,
     "timestep_spacing": "trailing",
     # "fixed_large" (beta_t) samples a Gaussian with the right variance in 16 steps; "fixed_small" (the posterior
     # variance) gives 0.66 of it: lower temperature, but not the distribution the RL theory is about.
@@ -68,7 +72,7 @@ class ARDMConfig(PretrainedConfig):
             Residual blocks of the diffusion head.
         scheduler_config (`dict`, *optional*):
             A diffusers scheduler configuration (`DDPMScheduler` by default: 1000 steps, linear betas, "trailing"
-            timestep spacing, "fixed_large" variance, epsilon prediction). `prediction_type` is one of `"epsilon"`, `"v_prediction"`,
+            timestep spacing, "fixed_large" variance, predicted clean patches clipped to +-6, epsilon prediction). `prediction_type` is one of `"epsilon"`, `"v_prediction"`,
             `"sample"`.
         num_inference_steps (`int`, *optional*, defaults to `16`):
             Denoising steps per patch at sampling time (the VGPO paper uses DDPM with 16 steps).
