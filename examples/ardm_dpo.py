@@ -94,18 +94,6 @@ class ScriptArguments:
     eval_seed: int = field(default=1234, metadata={"help": "Sampling seed of the before/after evaluation."})
 
 
-class UnvoicedAsZero:
-    """The F0-variance reward with 0 Hz for samples without enough voiced frames (no pitch movement), so every
-    sample can be ranked (the reward itself returns None for them)."""
-
-    def __init__(self, reward):
-        self.reward = reward
-        self.__name__ = reward.__name__
-
-    def __call__(self, **kwargs):
-        return [0.0 if value is None else value for value in self.reward(**kwargs)]
-
-
 def preference_data(policy, rows, reward, codec, script_args, training_args, generation, name: str):
     """Pairs of the base model's samples, built once on the main process and saved; the other processes load them."""
     path = Path(training_args.output_dir) / name
@@ -142,7 +130,7 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
     policy = AutoModel.from_pretrained(model_args.model_name_or_path).to(PartialState().device)
     tokenizer = ARDMTextTokenizer.from_pretrained(model_args.model_name_or_path)
     codec = load_pretrained_codec(script_args.codec_name_or_path)
-    reward = UnvoicedAsZero(F0VarianceReward(codec=codec))
+    reward = F0VarianceReward(codec=codec, unvoiced_value=0.0)  # unvoiced samples rank as 0 Hz
     generation = dict(max_patches=script_args.max_patches, min_patches=script_args.min_patches,
                       lm_guidance_scale=training_args.lm_guidance_scale,
                       num_inference_steps=script_args.num_inference_steps)

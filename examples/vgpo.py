@@ -100,7 +100,7 @@ def with_demo_defaults(argv: list[str]) -> list[str]:
 
 def make_reward(task: str, codec):
     if task == "f0":
-        return F0VarianceReward(codec=codec)
+        return F0VarianceReward(codec=codec, unvoiced_value=0.0)  # a sample with no voiced frames has no F0 movement
     if task == "ctc":
         return CTCLogLikelihoodReward(codec=codec)
     raise ValueError(f"Unknown --task {task!r}: use 'f0' or 'ctc'.")

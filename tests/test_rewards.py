@@ -357,3 +357,10 @@ def test_empty_waveforms_do_not_crash_the_evaluators():
     assert resample(np.zeros(0, dtype=np.float32), 22050, 16000).shape == (0,)
     assert F0VarianceReward()(prompts=["a"], completions=None, audio=[np.zeros(0, dtype=np.float32)],
                               sampling_rate=22050) == [None]
+
+
+def test_f0_reward_can_score_unvoiced_samples_with_a_fill_value():
+    silence = np.zeros(22050, dtype=np.float32)
+    assert F0VarianceReward()(prompts=["a"], completions=None, audio=[silence], sampling_rate=22050) == [None]
+    assert F0VarianceReward(unvoiced_value=0.0)(prompts=["a"], completions=None, audio=[silence],
+                                                sampling_rate=22050) == [0.0]

@@ -115,6 +115,8 @@ class F0VarianceReward(SpeechReward):
         pitch_ceiling (`float`, *optional*, defaults to `600.0`): highest F0 searched, Hz.
         min_voiced_frames (`int`, *optional*, defaults to `10`): fewer voiced 10 ms frames give `None`.
         name (`str`, *optional*, defaults to `"f0_variance"`): the `__name__` trainers log under.
+        unvoiced_value (`float`, *optional*): returned instead of `None` for samples with too few voiced frames
+            (e.g. `0.0`: no pitch movement), so that every sample can be ranked or trained on.
     """
 
     default_name = "f0_variance"
@@ -128,8 +130,10 @@ class F0VarianceReward(SpeechReward):
         pitch_ceiling: float = 600.0,
         min_voiced_frames: int = 10,
         name: str | None = None,
+        unvoiced_value: float | None = None,
     ):
         super().__init__(codec=codec, name=name)
+        self.unvoiced_value = unvoiced_value
         if unit not in ("hz", "semitones"):
             raise ValueError(f"`unit` must be 'hz' or 'semitones', got {unit!r}.")
         if not 0 < pitch_floor < pitch_ceiling:
@@ -145,4 +149,5 @@ class F0VarianceReward(SpeechReward):
     def score(
         self, waveforms: list[np.ndarray], sampling_rate: int, texts: list[str] | None, **kwargs: Any
     ) -> list[float | None]:
-        return [f0_variance(wav, sampling_rate, **self.kwargs) for wav in waveforms]
+        values = [f0_variance(wav, sampling_rate, **self.kwargs) for wav in waveforms]
+        return [self.unvoiced_value if value is None else value for value in values]
