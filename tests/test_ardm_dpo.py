@@ -10,10 +10,9 @@ import pytest
 import torch
 from conftest import accelerate_launch, tiny_ardm_config
 from datasets import load_from_disk
-from test_vgpo_theory import DIM, N_TOKENS, linear_reward, mean_reward, sample_gaussian_ar
+from test_vgpo_theory import N_TOKENS, fit_gaussian_ardm, linear_reward, mean_reward
 
 from ardm_trl import ARDMForSpeechSynthesis
-from ardm_trl.data.collators import ARDMDataCollator
 from ardm_trl.trainer.ardm_dpo_config import ARDMDPOConfig
 from ardm_trl.trainer.ardm_dpo_trainer import ARDMDPOTrainer, dpo_loss, draw_pair_noise, example_generator
 from ardm_trl.trainer.best_of_k import best_of_k
@@ -57,22 +56,7 @@ def dpo_args(tmp_path, **overrides):
 @pytest.fixture(scope="module")
 def gaussian_ardm():
     """A tiny ARDM fitted to Gaussian AR(1) data (as in test_vgpo_theory, shorter), sampled with guidance 1."""
-    torch.manual_seed(0)
-    config = tiny_ardm_config(latent_dim=DIM, patch_size=1, text_vocab_size=4, cfg_dropout_prob=0.0,
-                              diffusion_batch_multiplier=4, head_hidden_size=64, max_patches=N_TOKENS)
-    model = ARDMForSpeechSynthesis(config)
-    data = sample_gaussian_ar(8192, torch.Generator().manual_seed(1))
-    collate = ARDMDataCollator(patch_size=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 300)
-    for _ in range(300):
-        rows = [{"text_input_ids": [1], "latents": data[i]} for i in torch.randint(0, len(data), (64,))]
-        loss = model(**collate(rows)).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-    return model.eval()
+    return fit_gaussian_ardm(steps=300, batch_size=64, learning_rate=3e-3, draws=4)
 
 
 def test_dpo_raises_the_reward_and_ranks_held_out_pairs(gaussian_ardm, tmp_path):

@@ -49,24 +49,30 @@ def mean_reward(model, value_model=None, scale=0.0, num=1024, seed=0):
     return float((out.latents.sum(1) * C).sum(-1).mean())
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny ARDM fitted to the Gaussian AR data, and its value model for the linear reward (Alg. 1 on its samples)."""
+def fit_gaussian_ardm(steps: int, batch_size: int, learning_rate: float, draws: int) -> ARDMForSpeechSynthesis:
+    """A tiny ARDM fitted to the Gaussian AR data (cosine learning-rate decay), in eval mode."""
     torch.manual_seed(0)
     config = tiny_ardm_config(latent_dim=DIM, patch_size=1, text_vocab_size=4, cfg_dropout_prob=0.0,
-                              diffusion_batch_multiplier=8, head_hidden_size=64, max_patches=N_TOKENS)
+                              diffusion_batch_multiplier=draws, head_hidden_size=64, max_patches=N_TOKENS)
     model = ARDMForSpeechSynthesis(config)
     data = sample_gaussian_ar(8192, torch.Generator().manual_seed(1))
     collate = ARDMDataCollator(patch_size=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 1000)
-    for _ in range(1000):
-        rows = [{"text_input_ids": [1], "latents": data[i]} for i in torch.randint(0, len(data), (128,))]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for _ in range(steps):
+        rows = [{"text_input_ids": [1], "latents": data[i]} for i in torch.randint(0, len(data), (batch_size,))]
         loss = model(**collate(rows)).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         scheduler.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny ARDM fitted to the Gaussian AR data, and its value model for the linear reward (Alg. 1 on its samples)."""
+    model = fit_gaussian_ardm(steps=1000, batch_size=128, learning_rate=2e-3, draws=8)
     model.eval()
 
     # Alg. 1 on trajectories of the data distribution, which the ARDM fits (as in the paper's Task A)
