@@ -3,6 +3,7 @@ its samples, and the KL to a reference model."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,34 @@ class ARDMEvaluation:
     audio: list[np.ndarray] = field(repr=False)
     texts: list[str] = field(repr=False)
     rollouts: list[Rollouts] = field(repr=False)
+    generation_seconds: float = 0.0
+
+
+def score_audio(
+    audio: Sequence[np.ndarray],
+    sampling_rate: int,
+    texts: Sequence[str],
+    prompt_audio: Sequence[dict[str, Any] | None] | None = None,
+    metrics: Sequence[str] = ("f0v", "wer", "sim"),
+) -> dict[str, float]:
+    """`ardm_trl.rewards.evaluate_speech` of `audio` against `texts`, with the voice prompts' audio
+    (`{"array", "sampling_rate"}` per sample, as in the `prompt_audio` column) as the speaker-similarity references;
+    `"sim"` is dropped when some sample has no prompt audio."""
+    from .rewards import evaluate_speech
+
+    references = list(prompt_audio) if prompt_audio is not None else [None] * len(audio)
+    reference_audio, ref_rate = None, None
+    if "sim" in metrics and all(r is not None for r in references):
+        reference_audio = [np.asarray(r["array"]) for r in references]
+        ref_rate = references[0]["sampling_rate"]
+    return evaluate_speech(
+        audio,
+        sampling_rate,
+        list(texts),
+        reference_audio=reference_audio,
+        metrics=[m for m in metrics if m != "sim" or reference_audio is not None],
+        reference_sampling_rate=ref_rate,
+    )
 
 
 @torch.no_grad()
@@ -40,34 +69,30 @@ def evaluate_ardm(
     """Sample one utterance per row (seeded), decode it with `codec` and score it with
     `ardm_trl.rewards.evaluate_speech`; with `compute_kl`, also `kl` to `reference` (`ardm_kl` with shared draws, at
     the sampling guidance weight; `reference=None` is the policy with its LoRA adapters disabled). `prompt_audio`
-    columns are the speaker-similarity references."""
-    from .rewards import evaluate_speech
-
+    columns are the speaker-similarity references. `generation_seconds` of the output is the sampling time alone."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     generator = torch.Generator(device=base.device).manual_seed(seed)
-    audio, texts, references, kls, all_rollouts = [], [], [], [], []
+    audio, texts, kls, all_rollouts = [], [], [], []
+    generation_seconds = 0.0
     for start in range(0, len(rows), batch_size):
-        chunk = list(rows[start:start + batch_size])
+        chunk = list(rows[start : start + batch_size])
         batch = prepare_prompt_batch(chunk, 1, None, base.config.text_pad_token_id, base.config.patch_size)
+        start_time = time.perf_counter()
         rollouts = generate_rollouts(base, batch.to(base.device), generator=generator, **generation_kwargs)
+        generation_seconds += time.perf_counter() - start_time
         all_rollouts.append(rollouts)
         audio.extend(codec.decode_list([c.cpu() for c in rollouts.completions()]))
         texts.extend(rollouts.prompts)
-        references.extend(row.get("prompt_audio") for row in chunk)
         if compute_kl:
             inputs = dict(rollouts.model_inputs(), latents=rollouts.latents, latents_mask=rollouts.latents_mask)
             guidance = generation_kwargs.get("lm_guidance_scale", base.config.lm_guidance_scale)
             kls.append(estimate_kl(model, reference, inputs, kl_draws, guidance, seed=seed + start))
-    reference_audio = None
-    if "sim" in metrics and all(r is not None for r in references):
-        reference_audio = [np.asarray(r["array"]) for r in references]
-        ref_rate = references[0]["sampling_rate"]
-    results = evaluate_speech(audio, codec.sampling_rate, texts, reference_audio=reference_audio,
-                              metrics=[m for m in metrics if m != "sim" or reference_audio is not None],
-                              reference_sampling_rate=ref_rate if reference_audio is not None else None)
+    results = score_audio(audio, codec.sampling_rate, texts, [row.get("prompt_audio") for row in rows], metrics)
     if kls:
         results["kl"] = float(np.mean(kls))
-    return ARDMEvaluation(metrics=results, audio=audio, texts=texts, rollouts=all_rollouts)
+    return ARDMEvaluation(
+        metrics=results, audio=audio, texts=texts, rollouts=all_rollouts, generation_seconds=generation_seconds
+    )
 
 
-__all__ = ["ARDMEvaluation", "evaluate_ardm"]
+__all__ = ["ARDMEvaluation", "evaluate_ardm", "score_audio"]
