@@ -12,7 +12,8 @@ seconds per step, the training reward, and the evaluation curve against training
 DiffRO with an attribute reward (e.g. `rate_level=fast`) and measures the decoded speech (seconds per phoneme for
 rate, median F0 for pitch) before and after.
 
-Results go to `benchmarks/results/diffro_vs_grpo.json` and `.md`.
+Results go to `benchmarks/results/diffro_vs_grpo.json`, `.md` (table) and `.png` (evaluation curves); `--replot`
+redraws the table and plot from the JSON.
 
 Usage:
 
@@ -180,6 +181,28 @@ def write_markdown(results: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def write_plot(results: dict, path: Path) -> None:
+    """CTC NLL, WER and speaking rate of the independent evaluation against training minutes, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("ctc_nll", "CTC NLL per phoneme ↓"), ("wer", "WER (%) ↓"), ("seconds_per_phoneme", "s / phoneme"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.6))
+    for ax, (key, label) in zip(axes, panels):
+        for run in results["runs"]:
+            curve = run["eval_curve"]
+            ax.plot([p["train_minutes"] for p in curve], [p[key] for p in curve], marker="o",
+                    label=f"{run['method']} ({run['seconds_per_step']:.1f} s/step)")  # fmt: skip
+        ax.set(xlabel="training minutes (evaluation excluded)", ylabel=label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("DiffRO vs. GRPO on the bundled codec LM (held-out sentences, independent evaluators)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--codec_lm_path", default="pretrained/codec_lm")
@@ -204,8 +227,15 @@ def main() -> None:
     parser.add_argument("--eval_seed", type=int, default=1234)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "diffro_vs_grpo.json"))
+    parser.add_argument("--replot", action="store_true", help="Only redraw the table and plot from --output's JSON.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
+    output = Path(args.output)
+    if args.replot:
+        results = json.loads(output.read_text())
+        write_markdown(results, output.with_suffix(".md"))
+        write_plot(results, output.with_suffix(".png"))
+        return
     torch.manual_seed(args.seed)
 
     speech_tokenizer = load_speech_tokenizer(args.speech_tokenizer_path)
@@ -227,10 +257,10 @@ def main() -> None:
         rewards = [CTCReward(mtr), AttributeReward(mtr, task)]
         results["runs"].append(run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, rewards,
                                           targets={task: target}, name=f"diffro_control_{task}_{target}"))  # fmt: skip
-    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1))
     write_markdown(results, output.with_suffix(".md"))
+    write_plot(results, output.with_suffix(".png"))
     logger.info("results in %s", output)
 
 
