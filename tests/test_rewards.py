@@ -137,7 +137,9 @@ def test_f0_variance_of_espeak_speech_grows_with_pitch_excursion(speech):
             call(tier, "Formula", f"{median} + {k} * (self - {median})")
             call([tier, manipulation], "Replace pitch tier")
             resynthesised = call(manipulation, "Get resynthesis (overlap-add)").values[0].astype(np.float32)
-            values.append(f0_variance(resynthesised, sr))
+            values.append(f0_variance(resynthesised, sr, adaptive_range=False))
+            # the default two-pass tracker agrees with one pass on clean speech (it only removes octave jumps)
+            assert f0_variance(resynthesised, sr) == pytest.approx(values[-1], rel=0.1, abs=0.5)
         assert values[0] < 0.1 * values[2]  # monotone speech
         assert values[1] == pytest.approx(0.5 * values[2], rel=0.15)
 
