@@ -71,6 +71,21 @@ def add_common_arguments(parser: argparse.ArgumentParser, output_name: str) -> N
     parser.add_argument("--num_threads", type=int, default=1, help="torch threads.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default=str(ROOT / "benchmarks" / "results" / f"{output_name}.json"))
+    parser.add_argument("--quick", action="store_true", help="Tiny settings: checks that every row runs.")
+
+
+def parse_table_args(parser: argparse.ArgumentParser, argv: list[str] | None, **quick: Any) -> argparse.Namespace:
+    """Parse, apply the tiny `--quick` settings (common ones, then the script's own `quick` overrides) and set up
+    logging."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        tiny = dict(corpus_utterances=120, num_train_prompts=4, num_eval_prompts=2, eval_seeds=[1234], max_patches=6,
+                    num_inference_steps=4, value_steps=2, policy_steps=1)  # fmt: skip
+        for key, value in {**tiny, **quick}.items():
+            setattr(args, key, value)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    return args
 
 
 @dataclass

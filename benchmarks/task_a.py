@@ -18,10 +18,9 @@ Writes `benchmarks/results/task_a.json` and `task_a.md`.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from paper_tables import PaperTable, add_common_arguments
+from paper_tables import PaperTable, add_common_arguments, parse_table_args
 
 from ardm_trl.rewards import F0VarianceReward
 
@@ -34,14 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--best_of", type=int, nargs="*", default=[16, 64], help="K of the Best-of-K rows.")
     parser.add_argument("--guidance_scales", type=float, nargs="*", default=[0.25, 1.0, 4.0], help="λ of Alg. 2.")
     parser.add_argument("--w_kls", type=float, nargs="*", default=[0.25, 1.0], help="KL weights of the VGPO rows.")
-    parser.add_argument("--quick", action="store_true", help="Tiny settings: checks that every row runs.")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.corpus_utterances, args.num_train_prompts, args.num_eval_prompts, args.eval_seeds = 120, 4, 2, [1234]
-        args.max_patches, args.num_inference_steps, args.value_steps, args.policy_steps = 6, 4, 2, 1
-        args.best_of, args.guidance_scales, args.w_kls = [2], [1.0], [1.0]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    args = parse_table_args(parser, argv, best_of=[2], guidance_scales=[1.0], w_kls=[1.0])
 
     metrics = ("f0v", "wer", "sim")
     table = PaperTable(args, "f0", lambda codec: F0VarianceReward(codec=codec, unvoiced_value=0.0), metrics)

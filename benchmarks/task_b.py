@@ -19,10 +19,9 @@ Writes `benchmarks/results/task_b.json` and `task_b.md`.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from paper_tables import PaperTable, add_common_arguments
+from paper_tables import PaperTable, add_common_arguments, parse_table_args
 
 from ardm_trl.rewards import CTCLogLikelihoodReward, ErrorRateReward
 
@@ -36,15 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance_scales", type=float, nargs="*", default=[1.0], help="λ of Alg. 2.")
     parser.add_argument("--w_kl", type=float, default=1.0, help="KL weight of the VGPO rows.")
     parser.add_argument("--online_steps", type=int, default=2, help="Value / discriminator steps per policy step.")
-    parser.add_argument("--quick", action="store_true", help="Tiny settings: checks that every row runs.")
     parser.set_defaults(max_patches=64)  # ~6 s: a truncated sample of a long sentence scores a poor CTC likelihood
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.corpus_utterances, args.num_train_prompts, args.num_eval_prompts, args.eval_seeds = 120, 4, 2, [1234]
-        args.max_patches, args.num_inference_steps, args.value_steps, args.policy_steps = 24, 4, 2, 1
-        args.best_of, args.guidance_scales, args.online_steps = 2, [1.0], 1
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    # quick: 24 patches, since shorter samples cannot align to the text and get no CTC reward
+    args = parse_table_args(parser, argv, max_patches=24, best_of=2, guidance_scales=[1.0], online_steps=1)
 
     metrics = ("ctc_nll", "cer", "sim")
     table = PaperTable(args, "ctc", lambda codec: CTCLogLikelihoodReward(codec=codec), metrics)

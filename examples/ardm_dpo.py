@@ -102,14 +102,8 @@ def preference_data(policy, rows, reward, codec, script_args, training_args, gen
         if path.is_dir() and (not script_args.rebuild_preference_data or not state.is_main_process):
             return load_from_disk(str(path))
         data = build_preference_dataset(
-            policy,
-            rows,
-            reward,
-            num_samples=script_args.num_samples,
-            pair_strategy=script_args.pair_strategy,
-            margin=script_args.margin,
-            audio_decoder=codec,
-            generator=torch.Generator().manual_seed(training_args.seed),
+            policy, rows, reward, num_samples=script_args.num_samples, pair_strategy=script_args.pair_strategy,
+            margin=script_args.margin, audio_decoder=codec, generator=torch.Generator().manual_seed(training_args.seed),
             **generation,
         )
         if state.is_main_process:
@@ -119,23 +113,10 @@ def preference_data(policy, rows, reward, codec, script_args, training_args, gen
 
 def best_of_k_metrics(policy, rows, reward, codec, k: int, seed: int, generation) -> dict[str, float]:
     """Table 1's Best-of-K row: the sample of highest reward among `k` per prompt, evaluated like the others."""
-    out = best_of_k(
-        policy,
-        rows,
-        reward,
-        num_samples=k,
-        batch_size=1,
-        audio_decoder=codec,
-        generator=torch.Generator().manual_seed(seed),
-        **generation,
-    )
-    return score_audio(
-        codec.decode_list(out.latents),
-        codec.sampling_rate,
-        out.prompts,
-        [row["prompt_audio"] for row in rows],
-        metrics=("f0v", "wer", "sim"),
-    )
+    out = best_of_k(policy, rows, reward, num_samples=k, batch_size=1, audio_decoder=codec,
+                    generator=torch.Generator().manual_seed(seed), **generation)
+    return score_audio(codec.decode_list(out.latents), codec.sampling_rate, out.prompts,
+                       [row["prompt_audio"] for row in rows], metrics=("f0v", "wer", "sim"))
 
 
 def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args: ModelConfig) -> None:
@@ -147,45 +128,27 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
     tokenizer = ARDMTextTokenizer.from_pretrained(model_args.model_name_or_path)
     codec = load_pretrained_codec(script_args.codec_name_or_path)
     reward = F0VarianceReward(codec=codec, unvoiced_value=0.0)  # unvoiced samples rank as 0 Hz
-    generation = dict(
-        max_patches=script_args.max_patches,
-        min_patches=script_args.min_patches,
-        lm_guidance_scale=training_args.lm_guidance_scale,
-        num_inference_steps=script_args.num_inference_steps,
-    )
+    generation = dict(max_patches=script_args.max_patches, min_patches=script_args.min_patches,
+                      lm_guidance_scale=training_args.lm_guidance_scale,
+                      num_inference_steps=script_args.num_inference_steps)
 
     # 2. prompts (voice prompts from other utterances of the same speaker) and preference pairs of the base model
     corpus = build_tts_corpus(num_utterances=script_args.corpus_utterances, seed=training_args.seed)
-    train_rows = voice_prompt_rows(
-        corpus["train"], codec, tokenizer, limit=script_args.num_train_prompts, seed=training_args.seed
-    )
-    test_rows = voice_prompt_rows(
-        corpus["test"],
-        codec,
-        tokenizer,
-        seed=1,
-        limit=script_args.num_eval_prompts + script_args.num_eval_pair_prompts,
-    )
-    eval_rows, pair_rows = test_rows[: script_args.num_eval_prompts], test_rows[script_args.num_eval_prompts :]
+    train_rows = voice_prompt_rows(corpus["train"], codec, tokenizer, limit=script_args.num_train_prompts,
+                                   seed=training_args.seed)
+    test_rows = voice_prompt_rows(corpus["test"], codec, tokenizer, seed=1,
+                                  limit=script_args.num_eval_prompts + script_args.num_eval_pair_prompts)
+    eval_rows, pair_rows = test_rows[:script_args.num_eval_prompts], test_rows[script_args.num_eval_prompts:]
 
     def without_audio(rows):
         return [{k: v for k, v in row.items() if k != "prompt_audio"} for row in rows]
 
-    train_pairs = preference_data(
-        policy, without_audio(train_rows), reward, codec, script_args, training_args, generation, "preference_data"
-    )
+    train_pairs = preference_data(policy, without_audio(train_rows), reward, codec, script_args, training_args,
+                                  generation, "preference_data")
     eval_pairs = None
     if pair_rows:
-        eval_pairs = preference_data(
-            policy,
-            without_audio(pair_rows),
-            reward,
-            codec,
-            script_args,
-            training_args,
-            generation,
-            "preference_data_eval",
-        )
+        eval_pairs = preference_data(policy, without_audio(pair_rows), reward, codec, script_args, training_args,
+                                     generation, "preference_data_eval")
     logger.info("%d training pairs, %s held-out pairs", len(train_pairs), len(eval_pairs) if eval_pairs else 0)
 
     state = PartialState()
@@ -194,17 +157,11 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
         results["Base"] = evaluate_ardm(policy, eval_rows, codec, seed=script_args.eval_seed, **generation).metrics
         if script_args.best_of_k:
             results[f"Best-of-{script_args.best_of_k}"] = best_of_k_metrics(
-                policy, eval_rows, reward, codec, script_args.best_of_k, script_args.eval_seed, generation
-            )
+                policy, eval_rows, reward, codec, script_args.best_of_k, script_args.eval_seed, generation)
 
     # 3. ARDM-DPO
-    trainer = ARDMDPOTrainer(
-        policy,
-        args=training_args,
-        train_dataset=train_pairs,
-        eval_dataset=eval_pairs,
-        peft_config=get_peft_config(model_args),
-    )
+    trainer = ARDMDPOTrainer(policy, args=training_args, train_dataset=train_pairs, eval_dataset=eval_pairs,
+                             peft_config=get_peft_config(model_args))
     trainer.train()
     held_out = {}
     if eval_pairs is not None:
@@ -214,33 +171,22 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
     # 4. before / after, in the shape of the paper's Table 1
     if trainer.accelerator.is_main_process:
         model = trainer.accelerator.unwrap_model(trainer.model)
-        after = evaluate_ardm(
-            model,
-            eval_rows,
-            codec,
-            reference=trainer.ref_model,
-            compute_kl=True,
-            seed=script_args.eval_seed,
-            **generation,
-        )
+        after = evaluate_ardm(model, eval_rows, codec, reference=trainer.ref_model, compute_kl=True,
+                              seed=script_args.eval_seed, **generation)
         results[f"DPO ({trainer.state.global_step} steps, beta={training_args.beta:g})"] = after.metrics
         lines = ["| Method | F0V (Hz) ↑ | WER (%) ↓ | SIM ↑ | KL ↓ |", "|---|---|---|---|---|"]
         for name, m in results.items():
             if name == "held_out_pairs":
                 continue
             kl = m.get("kl")
-            lines.append(
-                f"| {name} | {m['f0v']:.2f} | {m['wer']:.1f} | {m.get('sim', float('nan')):.3f} | "
-                f"{'—' if kl is None else f'{kl:.4f}'} |"
-            )
+            lines.append(f"| {name} | {m['f0v']:.2f} | {m['wer']:.1f} | {m.get('sim', float('nan')):.3f} | "
+                         f"{'—' if kl is None else f'{kl:.4f}'} |")
         table = "\n".join(lines)
         print(f"\nARDM-DPO F0-variance demo ({len(eval_rows)} held-out prompts, seed {script_args.eval_seed}):")
         print(table)
         if held_out:
-            print(
-                f"held-out pairs ({len(eval_pairs)}): implicit-reward accuracy "
-                f"{held_out['eval_rewards/accuracies']:.3f}, margin {held_out['eval_rewards/margins']:.3f}"
-            )
+            print(f"held-out pairs ({len(eval_pairs)}): implicit-reward accuracy "
+                  f"{held_out['eval_rewards/accuracies']:.3f}, margin {held_out['eval_rewards/margins']:.3f}")
             results["held_out_pairs"] = {k: v for k, v in held_out.items() if k.startswith("eval_")}
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.md").write_text(table + "\n")
