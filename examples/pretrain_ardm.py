@@ -46,6 +46,7 @@ from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
 from ardm_trl.data import build_tts_corpus
 from ardm_trl.data.collators import ARDMDataCollator
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
+from ardm_trl.evaluation import text_conditioning_gain
 
 logger = logging.getLogger("pretrain_ardm")
 
@@ -80,6 +81,15 @@ class ARDMModelArguments:
     head_num_layers: int = field(default=3, metadata={"help": "Residual blocks of the diffusion head."})
     diffusion_batch_multiplier: int = field(default=4, metadata={"help": "Noise draws per LM state."})
     cfg_dropout_prob: float = field(default=0.1, metadata={"help": "Text dropout for LM guidance."})
+    guided_attention_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the guided-attention loss (0 = off; see docs/models.md)."}
+    )
+    guided_attention_sigma: float = field(default=0.2, metadata={"help": "Width of the guided-attention window."})
+    init_from: str | None = field(
+        default=None,
+        metadata={"help": "Start from the weights of this saved ARDM (e.g. pretrained/ardm) instead of a fresh model; "
+                  "its architecture is kept, the guided-attention settings above override its config."},
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -212,6 +222,13 @@ class TimeLimitCallback(TrainerCallback):
 
 
 def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int, max_frames: int) -> ARDMForSpeechSynthesis:
+    if model_args.init_from:
+        model = ARDMForSpeechSynthesis.from_pretrained(model_args.init_from)
+        if model.config.text_vocab_size != vocab_size or model.config.latent_dim != latent_dim:
+            raise ValueError(f"{model_args.init_from} was trained on another text vocabulary or codec.")
+        model.config.guided_attention_weight = model_args.guided_attention_weight
+        model.config.guided_attention_sigma = model_args.guided_attention_sigma
+        return model
     config = ARDMConfig(
         latent_dim=latent_dim,
         patch_size=model_args.patch_size,
@@ -228,6 +245,8 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
         head_num_layers=model_args.head_num_layers,
         diffusion_batch_multiplier=model_args.diffusion_batch_multiplier,
         cfg_dropout_prob=model_args.cfg_dropout_prob,
+        guided_attention_weight=model_args.guided_attention_weight,
+        guided_attention_sigma=model_args.guided_attention_sigma,
         max_patches=-(-2 * max_frames // model_args.patch_size),  # twice the longest training utterance
     )
     return ARDMForSpeechSynthesis(config)
@@ -247,6 +266,12 @@ def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) 
     prompts, sources = zip(*(pick_prompt(test, speakers, i, rng, script_args.prompt_min_frames,
                                          script_args.prompt_max_frames) for i in chosen))  # fmt: skip
     model.eval()
+    gain_batch = ARDMDataCollator(model.config.patch_size)(
+        [{"text_input_ids": tokenizer.encode(test["phonemes"][i]), "latents": test["latents"][i], "prompt_latents": p}
+         for i, p in zip(chosen, prompts)]
+    )  # fmt: skip
+    text_gain = text_conditioning_gain(model, gain_batch, seed=script_args.eval_seed)
+    logger.info("teacher-forced diffusion loss with / without the text: %s", text_gain)
     generator = torch.Generator().manual_seed(script_args.eval_seed)
     generated, num_patches, stopped = [], [], []
     start = time.time()
@@ -280,6 +305,7 @@ def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) 
         duration_ratio=float(np.mean(np.array([g.shape[0] for g in generated]) / true_frames)),
         mean_patches=float(np.mean(num_patches)),
         generation_seconds=generation_seconds,
+        text_conditioning_gain=text_gain,
     )
     out_dir = Path(script_args.data_cache).parent / "samples"
     out_dir.mkdir(parents=True, exist_ok=True)

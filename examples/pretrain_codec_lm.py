@@ -78,6 +78,15 @@ class CodecLMModelArguments:
     intermediate_size: int = field(default=1024, metadata={"help": "FFN width."})
     num_layers: int = field(default=6, metadata={"help": "Transformer layers."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads."})
+    guided_attention_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the guided-attention loss (0 = off; see docs/codec_lm.md)."}
+    )
+    guided_attention_sigma: float = field(default=0.2, metadata={"help": "Width of the guided-attention window."})
+    init_from: str | None = field(
+        default=None,
+        metadata={"help": "Start from the weights of this saved codec LM (e.g. pretrained/codec_lm) instead of a fresh "
+                  "model; the guided-attention settings above override its config."},
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -198,6 +207,11 @@ def main(script_args: ScriptArguments, training_args: TrainingArguments, model_a
     if (model_dir / "config.json").is_file() and script_args.max_train_minutes == 0:
         model = CodecLMForSpeechSynthesis.from_pretrained(model_dir)
         tokenizer = CodecLMTokenizer.from_pretrained(model_dir)
+    elif model_args.init_from:
+        model = CodecLMForSpeechSynthesis.from_pretrained(model_args.init_from)
+        tokenizer = CodecLMTokenizer.from_pretrained(model_args.init_from)
+        model.config.guided_attention_weight = model_args.guided_attention_weight
+        model.config.guided_attention_sigma = model_args.guided_attention_sigma
     else:
         tokenizer = CodecLMTokenizer.from_texts(texts, codebook_size=speech_tokenizer.codebook_size)
         config = CodecLMConfig(
@@ -210,6 +224,8 @@ def main(script_args: ScriptArguments, training_args: TrainingArguments, model_a
                 "num_attention_heads": model_args.num_heads,
                 "num_key_value_heads": model_args.num_heads,
             },  # fmt: skip
+            guided_attention_weight=model_args.guided_attention_weight,
+            guided_attention_sigma=model_args.guided_attention_sigma,
         )
         model = CodecLMForSpeechSynthesis(config)
     logger.info("codec LM: %.2f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)

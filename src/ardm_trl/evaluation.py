@@ -95,4 +95,29 @@ def evaluate_ardm(
     )
 
 
-__all__ = ["ARDMEvaluation", "evaluate_ardm", "score_audio"]
+@torch.no_grad()
+def text_conditioning_gain(model, batch: dict[str, torch.Tensor], num_draws: int = 16, seed: int = 0) -> dict[str, float]:
+    """Does an ARDM read its text? The teacher-forced diffusion loss of `batch` (an `ARDMDataCollator` batch of real
+    utterances) with the text and with the text replaced by the null embedding, at the same noise draws.
+
+    A model that ignores the text has `gain = unconditional - conditional` near 0 (the bundled ARDM before guided
+    attention: 0.1706 vs 0.1705); one that reads it predicts the next patch better with the text.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    was_training = base.training
+    base.eval()
+    keys = ("text_input_ids", "latents", "text_attention_mask", "latents_mask", "prompt_latents", "prompt_latents_mask")
+    inputs = [batch.get(k) for k in keys]
+    inputs = [x.to(base.device) if isinstance(x, torch.Tensor) else x for x in inputs]
+    losses = {}
+    for name, drop in (("conditional", False), ("unconditional", True)):
+        drop_text = torch.full((inputs[0].shape[0],), drop, dtype=torch.bool, device=base.device)
+        states = base.compute_lm_states(*inputs, drop_text=drop_text)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            losses[name] = float(base.diffusion_loss(states, num_draws=num_draws))
+    base.train(was_training)
+    return {**losses, "gain": losses["unconditional"] - losses["conditional"]}
+
+
+__all__ = ["ARDMEvaluation", "evaluate_ardm", "score_audio", "text_conditioning_gain"]

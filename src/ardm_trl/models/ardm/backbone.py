@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, DynamicCache
 
+from ..guided_attention import eager_attention
 from .configuration_ardm import ARDMConfig
 
 
@@ -87,6 +88,17 @@ class ARDMBackbone(nn.Module):
             use_cache=use_cache,
         )
         return out.last_hidden_state, (out.past_key_values if use_cache else None)
+
+    def forward_with_attentions(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """A full (uncached) run that also returns every layer's attention probabilities `(B, heads, L, L)` (eager
+        attention for this call; the guided-attention loss of pretraining reads them)."""
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        with eager_attention(self.lm):
+            out = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=positions,
+                          output_attentions=True)
+        return out.last_hidden_state, tuple(out.attentions)
 
 
 class IncrementalLM:

@@ -90,6 +90,15 @@ class ARDMConfig(PretrainedConfig):
             Stop probability above which generation ends a sequence.
         max_patches (`int`, *optional*, defaults to `512`):
             Default maximum number of generated patches.
+        guided_attention_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of the guided-attention loss in pretraining (`ardm_trl.models.guided_attention`; 0 = off). It pulls
+            the first `guided_attention_heads` heads of every LM layer onto a near-diagonal text-speech alignment, so
+            a small LM learns to read the text instead of only continuing the speech. Pretraining passes then use
+            eager attention; sampling and the RL trainers are unchanged.
+        guided_attention_sigma (`float`, *optional*, defaults to `0.2`):
+            Width of the diagonal window, as a fraction of the text length (DC-TTS's `g`).
+        guided_attention_heads (`int`, *optional*):
+            Heads per layer that are guided (the first ones); default: half of the heads.
     """
 
     model_type = "ardm"
@@ -112,6 +121,9 @@ class ARDMConfig(PretrainedConfig):
         stop_loss_weight: float = 1.0,
         stop_threshold: float = 0.5,
         max_patches: int = 512,
+        guided_attention_weight: float = 0.0,
+        guided_attention_sigma: float = 0.2,
+        guided_attention_heads: int | None = None,
         **kwargs: Any,
     ):
         if backbone_config is None:
@@ -138,6 +150,9 @@ class ARDMConfig(PretrainedConfig):
         self.stop_loss_weight = stop_loss_weight
         self.stop_threshold = stop_threshold
         self.max_patches = max_patches
+        self.guided_attention_weight = guided_attention_weight
+        self.guided_attention_sigma = guided_attention_sigma
+        self.guided_attention_heads = guided_attention_heads
         super().__init__(**kwargs)
         self.validate()
 
@@ -173,6 +188,17 @@ class ARDMConfig(PretrainedConfig):
             raise ValueError(f"`cfg_dropout_prob` must be in [0, 1), got {self.cfg_dropout_prob}.")
         if not 0.0 < self.stop_threshold < 1.0:
             raise ValueError(f"`stop_threshold` must be in (0, 1), got {self.stop_threshold}.")
+        if self.guided_attention_weight < 0 or self.guided_attention_sigma <= 0:
+            raise ValueError(
+                f"`guided_attention_weight` must be >= 0 (0 = off) and `guided_attention_sigma` > 0, got "
+                f"{self.guided_attention_weight} and {self.guided_attention_sigma}."
+            )
+        heads = self.guided_attention_heads
+        if heads is not None and not 1 <= heads <= self.backbone_config.num_attention_heads:
+            raise ValueError(
+                f"`guided_attention_heads` must be between 1 and the LM's {self.backbone_config.num_attention_heads} "
+                f"attention heads (or None for half of them), got {heads}."
+            )
         if not hasattr(self.backbone_config, "hidden_size"):
             raise ValueError("`backbone_config` must be a transformers decoder config with a `hidden_size`.")
 

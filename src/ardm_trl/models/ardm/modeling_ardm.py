@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
+from ..guided_attention import guided_attention_loss
 from .backbone import ARDMBackbone
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
 from .diffusion import NoiseSchedule
@@ -40,6 +41,8 @@ class ARDMStates(ModelOutput):
             zeros, for `n = 0`), the head's historical context.
         patches (`torch.FloatTensor` of shape `(B, N, P*D)`): the clean target patches `x_n`.
         patch_mask (`torch.BoolTensor` of shape `(B, N)`): valid patches.
+        guided_attention_loss (`torch.FloatTensor` of shape `()`, *optional*): the guided-attention loss of the pass
+            (`ardm_trl.models.guided_attention`), when requested.
     """
 
     hidden: torch.FloatTensor | None = None
@@ -48,6 +51,7 @@ class ARDMStates(ModelOutput):
     previous_patches: torch.FloatTensor | None = None
     patches: torch.FloatTensor | None = None
     patch_mask: torch.BoolTensor | None = None
+    guided_attention_loss: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -60,6 +64,8 @@ class ARDMOutput(ModelOutput):
         diffusion_loss (`torch.FloatTensor` of shape `()`, *optional*): MSE of the head to its target
             (epsilon / v / x0) over valid patches and `diffusion_batch_multiplier` noise draws per patch.
         stop_loss (`torch.FloatTensor` of shape `()`, *optional*): binary cross-entropy of the stop head.
+        guided_attention_loss (`torch.FloatTensor` of shape `()`, *optional*): the guided-attention term (training with
+            `config.guided_attention_weight > 0` only).
         stop_logits (`torch.FloatTensor` of shape `(B, N + 1)`): stop logit after each number of patches.
         hidden_states (`torch.FloatTensor` of shape `(B, N, H)`): LM states that predict each target patch.
         head_prediction (`torch.FloatTensor` of shape `(M, K, P*D)`, *optional*): the (LM-guided) head prediction at
@@ -69,6 +75,7 @@ class ARDMOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     diffusion_loss: torch.FloatTensor | None = None
     stop_loss: torch.FloatTensor | None = None
+    guided_attention_loss: torch.FloatTensor | None = None
     stop_logits: torch.FloatTensor | None = None
     hidden_states: torch.FloatTensor | None = None
     head_prediction: torch.FloatTensor | None = None
@@ -180,11 +187,13 @@ class ARDMPreTrainedModel(PreTrainedModel):
         prompt_latents_mask: torch.Tensor | None = None,
         drop_text: torch.BoolTensor | None = None,
         unconditional: bool = False,
+        guided_attention: bool = False,
     ) -> ARDMStates:
         """LM states of every position of clean trajectories `latents`, in one teacher-forced pass.
 
         With `unconditional=True` the conditional and the unconditional (text dropped) passes run batched together
-        and `unconditional_hidden` is filled (for LM guidance in the RL trainers).
+        and `unconditional_hidden` is filled (for LM guidance in the RL trainers). With `guided_attention=True` the pass
+        runs with eager attention and `guided_attention_loss` is filled (pretraining).
         """
         if text_attention_mask is None:
             text_attention_mask = text_input_ids.ne(self.config.text_pad_token_id)
@@ -207,7 +216,13 @@ class ARDMPreTrainedModel(PreTrainedModel):
         )
         inputs = torch.cat([prefix, self.backbone.patch_embedding(twice(patches))], dim=1)  # (cB, Lp + N, H)
         mask = torch.cat([prefix_mask, twice(patch_mask).long()], dim=1)
-        hidden, _ = self.backbone(inputs, mask)
+        guided_loss = None
+        if guided_attention:
+            hidden, attentions = self.backbone.forward_with_attentions(inputs, mask)
+            guided_loss = self._guided_attention_loss(attentions[:batch], prefix.shape[1], text_attention_mask,
+                                                      prompt_mask, patch_mask, drop_text[:batch])
+        else:
+            hidden, _ = self.backbone(inputs, mask)
         start = prefix.shape[1] - 1
         states = hidden[:, start:start + num_patches + 1]  # (cB, N + 1, H)
 
@@ -225,7 +240,24 @@ class ARDMPreTrainedModel(PreTrainedModel):
             previous_patches=previous,
             patches=patches,
             patch_mask=patch_mask,
+            guided_attention_loss=guided_loss,
         )
+
+    def _guided_attention_loss(self, attentions, prefix_length, text_mask, prompt_mask, patch_mask, drop_text):
+        """Guided attention between target patch `j` (its LM state sits at column `Lp - 1 + j`) and text token `i`
+        (left-padded layout of `ARDMBackbone.build_prefix`); text-dropped rows are left out."""
+        attentions = [a[: patch_mask.shape[0]] for a in attentions]
+        text_lengths = text_mask.long().sum(-1)  # (B,)
+        prompt_lengths = prompt_mask.long().sum(-1) if prompt_mask is not None else torch.zeros_like(text_lengths)
+        text_start = prefix_length - (text_lengths + 1 + prompt_lengths)  # (B,)
+        key_columns = text_start[:, None] + torch.arange(text_mask.shape[1], device=text_mask.device)[None]
+        query_columns = prefix_length - 1 + torch.arange(patch_mask.shape[1], device=patch_mask.device)
+        query_lengths = patch_mask.long().sum(-1) * (~drop_text).long()
+        if not query_lengths.any():
+            return attentions[0].new_zeros(())
+        return guided_attention_loss(attentions, query_columns[None].expand(patch_mask.shape[0], -1), query_lengths,
+                                     key_columns, text_lengths, self.config.guided_attention_sigma,
+                                     self.config.guided_attention_heads)
 
 
 class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
@@ -328,8 +360,10 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
         drop_text = None
         if self.training and self.config.cfg_dropout_prob > 0:
             drop_text = torch.rand(batch, device=latents.device) < self.config.cfg_dropout_prob
+        guided = self.training and labels is not None and self.config.guided_attention_weight > 0
         states = self.compute_lm_states(
-            text_input_ids, latents, text_attention_mask, latents_mask, prompt_latents, prompt_latents_mask, drop_text
+            text_input_ids, latents, text_attention_mask, latents_mask, prompt_latents, prompt_latents_mask, drop_text,
+            guided_attention=guided,
         )
         stop_logits = self.stop_logits(states.stop_hidden)  # (B, N + 1)
         loss = diffusion_loss = stop_loss = None
@@ -337,9 +371,11 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
             diffusion_loss = self.diffusion_loss(states)
             stop_loss = self.stop_loss(stop_logits, states.patch_mask)
             loss = diffusion_loss + self.config.stop_loss_weight * stop_loss
+            if guided:
+                loss = loss + self.config.guided_attention_weight * states.guided_attention_loss
         return ARDMOutput(
-            loss=loss, diffusion_loss=diffusion_loss, stop_loss=stop_loss, stop_logits=stop_logits,
-            hidden_states=states.hidden,
+            loss=loss, diffusion_loss=diffusion_loss, stop_loss=stop_loss,
+            guided_attention_loss=states.guided_attention_loss, stop_logits=stop_logits, hidden_states=states.hidden,
         )
 
     def diffusion_loss(self, states: ARDMStates, num_draws: int | None = None) -> torch.Tensor:

@@ -53,6 +53,15 @@ class CodecLMConfig(PreTrainedConfig):
             with this config's unified values. Defaults to a 6-layer, width-256 Llama.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of the weights.
+        guided_attention_weight (`float`, *optional*, defaults to 0.0):
+            Weight of the guided-attention loss in pretraining (`ardm_trl.models.guided_attention`; 0 = off): the
+            first `guided_attention_heads` heads of every layer are pulled onto a near-diagonal text-speech alignment,
+            so a small LM learns to read the text. Training passes with labels then use eager attention; sampling and
+            the RL trainers are unchanged.
+        guided_attention_sigma (`float`, *optional*, defaults to 0.2):
+            Width of the diagonal window, as a fraction of the text length.
+        guided_attention_heads (`int`, *optional*):
+            Heads per layer that are guided (the first ones); default: half of the heads.
 
     Example:
 
@@ -78,6 +87,9 @@ class CodecLMConfig(PreTrainedConfig):
     speech_start_token_id: int | None = None
     eos_token_id: int | None = None
     speech_token_offset: int | None = None
+    guided_attention_weight: float = 0.0
+    guided_attention_sigma: float = 0.2
+    guided_attention_heads: int | None = None
 
     def __post_init__(self, **kwargs):
         if isinstance(self.lm_config, dict):
@@ -108,6 +120,17 @@ class CodecLMConfig(PreTrainedConfig):
                 )
             setattr(self, name, value)
         lm = self.lm_config
+        if self.guided_attention_weight < 0 or self.guided_attention_sigma <= 0:
+            raise ValueError(
+                f"`guided_attention_weight` must be >= 0 (0 = off) and `guided_attention_sigma` > 0, got "
+                f"{self.guided_attention_weight} and {self.guided_attention_sigma}."
+            )
+        heads = self.guided_attention_heads
+        if heads is not None and not 1 <= heads <= lm.num_attention_heads:
+            raise ValueError(
+                f"`guided_attention_heads` must be between 1 and the LM's {lm.num_attention_heads} attention heads "
+                f"(or None for half of them), got {heads}."
+            )
         lm.vocab_size = self.vocab_size
         lm.pad_token_id = self.pad_token_id
         lm.bos_token_id = self.bos_token_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ from transformers import DynamicCache, GenerationConfig, GenerationMixin, LlamaM
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
+from ..guided_attention import eager_attention, guided_attention_loss
 from .configuration_codec_lm import CodecLMConfig
 
 logger = logging.get_logger(__name__)
@@ -37,6 +39,8 @@ class CodecLMOutput(ModelOutput):
             The key/value cache when `use_cache=True`.
         hidden_states (`torch.FloatTensor` of shape `(batch_size, seq_len, hidden_size)`):
             Last hidden states of the backbone (after its final norm).
+        guided_attention_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            The guided-attention term of `loss` (training with labels and `config.guided_attention_weight > 0`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -44,6 +48,7 @@ class CodecLMOutput(ModelOutput):
     speech_logits: torch.FloatTensor | None = None
     past_key_values: object | None = None
     hidden_states: torch.FloatTensor | None = None
+    guided_attention_loss: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -217,15 +222,17 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
         has_cache = past_key_values is not None and past_key_values.get_seq_length() > 0
         if position_ids is None and attention_mask is not None and not has_cache:
             position_ids = position_ids_from_attention_mask(attention_mask)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
-        )
+        guided = labels is not None and self.training and self.config.guided_attention_weight > 0
+        with eager_attention(self.model) if guided else nullcontext():
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                inputs_embeds=inputs_embeds,
+                use_cache=use_cache,
+                **({**kwargs, "output_attentions": True} if guided else kwargs),
+            )
         hidden_states = outputs.last_hidden_state  # (B, T, D)
         kept = hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states
         speech_logits = self.speech_head(kept)  # (B, T, K + 1)
@@ -234,11 +241,15 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
             [speech_logits.new_full((*speech_logits.shape[:2], offset), MASKED_LOGIT), speech_logits], -1
         )
 
-        loss = None
+        loss = guided_loss = None
         if labels is not None:
             loss = self.speech_loss(speech_logits, labels, num_items_in_batch)
+            if guided:
+                guided_loss = self.guided_attention_loss(outputs.attentions, labels, attention_mask)
+                loss = loss + self.config.guided_attention_weight * guided_loss
         return CodecLMOutput(
             loss=loss,
+            guided_attention_loss=guided_loss,
             logits=logits,
             speech_logits=speech_logits,
             past_key_values=outputs.past_key_values,
@@ -269,6 +280,22 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
         if num_items_in_batch is not None:
             loss = loss / num_items_in_batch
         return loss
+
+    def guided_attention_loss(
+        self, attentions, labels: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Guided attention (`ardm_trl.models.guided_attention`) between each labelled speech position and the text of
+        a `<bos> text <speech_start> speech <eos>` row (either padding side): the text sits between `<bos>` and the
+        column that predicts the first labelled token."""
+        labelled = labels.ne(-100)  # (B, L)
+        first = labelled.long().argmax(-1)  # column of the first speech token
+        start = attention_mask.long().argmax(-1) if attention_mask is not None else torch.zeros_like(first)  # <bos>
+        text_lengths = (first - 2 - start).clamp(min=0)
+        columns = torch.arange(labels.shape[1], device=labels.device)[None]
+        key_columns = start[:, None] + 1 + columns
+        query_columns = first[:, None] - 1 + columns
+        return guided_attention_loss(attentions, query_columns, labelled.long().sum(-1), key_columns, text_lengths,
+                                     self.config.guided_attention_sigma, self.config.guided_attention_heads)
 
     # ------------------------------------------------------------------ prompts and teacher forcing
     def build_prompts(
