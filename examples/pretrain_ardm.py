@@ -85,6 +85,11 @@ class ARDMModelArguments:
         default=1.0, metadata={"help": "Weight of the guided-attention loss (0 = off; see docs/models.md)."}
     )
     guided_attention_sigma: float = field(default=0.2, metadata={"help": "Width of the guided-attention window."})
+    prediction_type: str = field(
+        default="v_prediction",
+        metadata={"help": "What the head predicts: 'v_prediction' (default: its loss weights the low-SNR steps, where "
+                  "the text decides the content, ~SNR^-1 times more than 'epsilon' does) or 'epsilon' or 'sample'."},
+    )
     init_from: str | None = field(
         default=None,
         metadata={"help": "Start from the weights of this saved ARDM (e.g. pretrained/ardm) instead of a fresh model; "
@@ -228,6 +233,8 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
             raise ValueError(f"{model_args.init_from} was trained on another text vocabulary or codec.")
         model.config.guided_attention_weight = model_args.guided_attention_weight
         model.config.guided_attention_sigma = model_args.guided_attention_sigma
+        model.config.scheduler_config = {**model.config.scheduler_config, "prediction_type": model_args.prediction_type}
+        model.__dict__.pop("noise_schedule", None)  # a cached property: rebuilt from the new prediction type
         return model
     config = ARDMConfig(
         latent_dim=latent_dim,
@@ -247,6 +254,7 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
         cfg_dropout_prob=model_args.cfg_dropout_prob,
         guided_attention_weight=model_args.guided_attention_weight,
         guided_attention_sigma=model_args.guided_attention_sigma,
+        scheduler_config={"prediction_type": model_args.prediction_type},
         max_patches=-(-2 * max_frames // model_args.patch_size),  # twice the longest training utterance
     )
     return ARDMForSpeechSynthesis(config)

