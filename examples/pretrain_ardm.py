@@ -85,6 +85,9 @@ class ARDMModelArguments:
         default=1.0, metadata={"help": "Weight of the guided-attention loss (0 = off; see docs/models.md)."}
     )
     guided_attention_sigma: float = field(default=0.2, metadata={"help": "Width of the guided-attention window."})
+    ctc_loss_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the auxiliary text CTC on the LM states (0 = off; docs/models.md)."}
+    )
     prediction_type: str = field(
         default="v_prediction",
         metadata={"help": "What the head predicts: 'v_prediction' (default: its loss weights the low-SNR steps, where "
@@ -228,14 +231,14 @@ class TimeLimitCallback(TrainerCallback):
 
 def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int, max_frames: int) -> ARDMForSpeechSynthesis:
     if model_args.init_from:
-        model = ARDMForSpeechSynthesis.from_pretrained(model_args.init_from)
-        if model.config.text_vocab_size != vocab_size or model.config.latent_dim != latent_dim:
+        config = ARDMConfig.from_pretrained(model_args.init_from)
+        if config.text_vocab_size != vocab_size or config.latent_dim != latent_dim:
             raise ValueError(f"{model_args.init_from} was trained on another text vocabulary or codec.")
-        model.config.guided_attention_weight = model_args.guided_attention_weight
-        model.config.guided_attention_sigma = model_args.guided_attention_sigma
-        model.config.scheduler_config = {**model.config.scheduler_config, "prediction_type": model_args.prediction_type}
-        model.__dict__.pop("noise_schedule", None)  # a cached property: rebuilt from the new prediction type
-        return model
+        config.guided_attention_weight = model_args.guided_attention_weight
+        config.guided_attention_sigma = model_args.guided_attention_sigma
+        config.ctc_loss_weight = model_args.ctc_loss_weight
+        config.scheduler_config = {**config.scheduler_config, "prediction_type": model_args.prediction_type}
+        return ARDMForSpeechSynthesis.from_pretrained(model_args.init_from, config=config)  # a new CTC head starts fresh
     config = ARDMConfig(
         latent_dim=latent_dim,
         patch_size=model_args.patch_size,
@@ -254,6 +257,7 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
         cfg_dropout_prob=model_args.cfg_dropout_prob,
         guided_attention_weight=model_args.guided_attention_weight,
         guided_attention_sigma=model_args.guided_attention_sigma,
+        ctc_loss_weight=model_args.ctc_loss_weight,
         scheduler_config={"prediction_type": model_args.prediction_type},
         max_patches=-(-2 * max_frames // model_args.patch_size),  # twice the longest training utterance
     )

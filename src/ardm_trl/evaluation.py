@@ -96,28 +96,34 @@ def evaluate_ardm(
 
 
 @torch.no_grad()
-def text_conditioning_gain(model, batch: dict[str, torch.Tensor], num_draws: int = 16, seed: int = 0) -> dict[str, float]:
-    """Does an ARDM read its text? The teacher-forced diffusion loss of `batch` (an `ARDMDataCollator` batch of real
-    utterances) with the text and with the text replaced by the null embedding, at the same noise draws.
+def text_conditioning_gain(model, batch: dict[str, torch.Tensor], timestep: int = 600, seed: int = 0) -> dict[str, float]:
+    """Does an ARDM read its text? The error of its clean-patch estimate `x_hat(x_n^t)` at a low-SNR `timestep`
+    (where the context, not the noisy input, decides the patch) on a teacher-forced `batch` of real utterances (an
+    `ARDMDataCollator` batch), with the text and with the text replaced by the null embedding, at the same noise.
 
-    A model that ignores the text has `gain = unconditional - conditional` near 0 (the bundled ARDM before guided
-    attention: 0.1706 vs 0.1705); one that reads it predicts the next patch better with the text.
+    Returns `conditional` and `unconditional` (mean squared errors in latent units; the latents have unit variance)
+    and `gain = 1 - conditional / unconditional`: the share of the text-free error that the text removes. A model that
+    ignores its text has `gain` near 0 (the bundled ARDM before guided attention: 0.7018 vs 0.7036 at t = 600).
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    was_training = base.training
-    base.eval()
     keys = ("text_input_ids", "latents", "text_attention_mask", "latents_mask", "prompt_latents", "prompt_latents_mask")
     inputs = [batch.get(k) for k in keys]
     inputs = [x.to(base.device) if isinstance(x, torch.Tensor) else x for x in inputs]
-    losses = {}
+    schedule = base.noise_schedule
+    errors = {}
     for name, drop in (("conditional", False), ("unconditional", True)):
         drop_text = torch.full((inputs[0].shape[0],), drop, dtype=torch.bool, device=base.device)
         states = base.compute_lm_states(*inputs, drop_text=drop_text)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            losses[name] = float(base.diffusion_loss(states, num_draws=num_draws))
-    base.train(was_training)
-    return {**losses, "gain": losses["unconditional"] - losses["conditional"]}
+        valid = states.patch_mask
+        clean = states.patches[valid]  # (M, PD)
+        generator = torch.Generator(device=clean.device).manual_seed(seed)
+        noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
+        timesteps = torch.full(clean.shape[:1], timestep, device=clean.device, dtype=torch.long)
+        noisy = schedule.add_noise(clean, noise, timesteps)
+        prediction = base.head_prediction(states.hidden[valid], states.previous_patches[valid], noisy, timesteps)
+        estimate = schedule.to_sample(prediction, noisy, timesteps)
+        errors[name] = float((estimate.float() - clean.float()).pow(2).mean())
+    return {**errors, "gain": 1.0 - errors["conditional"] / errors["unconditional"]}
 
 
 __all__ = ["ARDMEvaluation", "evaluate_ardm", "score_audio", "text_conditioning_gain"]

@@ -99,6 +99,10 @@ class ARDMConfig(PretrainedConfig):
             Width of the diagonal window, as a fraction of the text length (DC-TTS's `g`).
         guided_attention_heads (`int`, *optional*):
             Heads per layer that are guided (the first ones); default: half of the heads.
+        ctc_loss_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of an auxiliary CTC loss of the text from the LM states in pretraining (0 = off, and no CTC head is
+            built): each state emits `patch_size` frames over the text vocabulary (blank = `text_pad_token_id`), so
+            the state that predicts a patch must know which text units it speaks. Unused in sampling and RL.
     """
 
     model_type = "ardm"
@@ -124,6 +128,7 @@ class ARDMConfig(PretrainedConfig):
         guided_attention_weight: float = 0.0,
         guided_attention_sigma: float = 0.2,
         guided_attention_heads: int | None = None,
+        ctc_loss_weight: float = 0.0,
         **kwargs: Any,
     ):
         if backbone_config is None:
@@ -153,6 +158,7 @@ class ARDMConfig(PretrainedConfig):
         self.guided_attention_weight = guided_attention_weight
         self.guided_attention_sigma = guided_attention_sigma
         self.guided_attention_heads = guided_attention_heads
+        self.ctc_loss_weight = ctc_loss_weight
         super().__init__(**kwargs)
         self.validate()
 
@@ -193,6 +199,8 @@ class ARDMConfig(PretrainedConfig):
                 f"`guided_attention_weight` must be >= 0 (0 = off) and `guided_attention_sigma` > 0, got "
                 f"{self.guided_attention_weight} and {self.guided_attention_sigma}."
             )
+        if self.ctc_loss_weight < 0:
+            raise ValueError(f"`ctc_loss_weight` must be >= 0 (0 = off), got {self.ctc_loss_weight}.")
         heads = self.guided_attention_heads
         if heads is not None and not 1 <= heads <= self.backbone_config.num_attention_heads:
             raise ValueError(

@@ -82,6 +82,13 @@ class NoiseSchedule:
             return (noisy - sigma * epsilon) / alpha
         return (epsilon - sigma * noisy) / alpha
 
+    def to_sample(self, prediction: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The clean-sample estimate `x_hat = (x^t - sigma_t eps_hat) / alpha_t` implied by a head prediction."""
+        if self.prediction_type == "sample":
+            return prediction
+        alpha, sigma = self.alpha_sigma(timesteps, noisy)
+        return (noisy - sigma * self.to_epsilon(prediction, noisy, timesteps)) / alpha
+
     def to_score(self, prediction: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """Score `s(x^t) = -eps_hat / sigma_t` of a head prediction, for every prediction type."""
         _, sigma = self.alpha_sigma(timesteps, noisy)

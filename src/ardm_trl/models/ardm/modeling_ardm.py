@@ -66,6 +66,8 @@ class ARDMOutput(ModelOutput):
         stop_loss (`torch.FloatTensor` of shape `()`, *optional*): binary cross-entropy of the stop head.
         guided_attention_loss (`torch.FloatTensor` of shape `()`, *optional*): the guided-attention term (training with
             `config.guided_attention_weight > 0` only).
+        ctc_loss (`torch.FloatTensor` of shape `()`, *optional*): the auxiliary text-CTC term (training with
+            `config.ctc_loss_weight > 0` only; see [`~ARDMForSpeechSynthesis.text_ctc_loss`]).
         stop_logits (`torch.FloatTensor` of shape `(B, N + 1)`): stop logit after each number of patches.
         hidden_states (`torch.FloatTensor` of shape `(B, N, H)`): LM states that predict each target patch.
         head_prediction (`torch.FloatTensor` of shape `(M, K, P*D)`, *optional*): the (LM-guided) head prediction at
@@ -76,6 +78,7 @@ class ARDMOutput(ModelOutput):
     diffusion_loss: torch.FloatTensor | None = None
     stop_loss: torch.FloatTensor | None = None
     guided_attention_loss: torch.FloatTensor | None = None
+    ctc_loss: torch.FloatTensor | None = None
     stop_logits: torch.FloatTensor | None = None
     hidden_states: torch.FloatTensor | None = None
     head_prediction: torch.FloatTensor | None = None
@@ -274,6 +277,9 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
         self.head = DiffusionHead(hidden, config.patch_dim, config.head_hidden_size, config.head_num_layers,
                                   out_features=config.patch_dim)
         self.stop_head = nn.Linear(hidden, 1)
+        # auxiliary text CTC on the LM states (pretraining only): each state emits `patch_size` frames over the text
+        # vocabulary, the padding id being the blank
+        self.ctc_head = nn.Linear(hidden, config.patch_size * config.text_vocab_size) if config.ctc_loss_weight > 0 else None
         self.post_init()
 
     def head_prediction(
@@ -309,6 +315,28 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
         )
         conditional, unconditional = both.chunk(2)
         return unconditional + guidance_scale * (conditional - unconditional)
+
+    def text_ctc_loss(self, states: ARDMStates, text_input_ids: torch.Tensor, text_mask: torch.Tensor,
+                      drop_text: torch.Tensor | None) -> torch.Tensor:
+        """CTC of the text (targets: the text ids, blank: `text_pad_token_id`) from `patch_size` frames per LM state.
+
+        The state that predicts patch `n` has read the text and the patches before `n`; to emit the text units spoken
+        in patch `n` it must know where the speech is in the text, which is the alignment a small LM is slow to learn
+        from the diffusion loss alone. Text-dropped rows are left out.
+        """
+        config = self.config
+        batch, num, _ = states.hidden.shape
+        logits = self.ctc_head(states.hidden).reshape(batch, num * config.patch_size, config.text_vocab_size)
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (N * P, B, V)
+        keep = torch.ones(batch, dtype=torch.bool, device=logits.device) if drop_text is None else ~drop_text
+        if not keep.any():
+            return logits.new_zeros(())
+        text_mask = text_mask.bool()
+        targets = torch.stack([torch.cat([row[m], row[~m]]) for row, m in zip(text_input_ids, text_mask)])  # packed left
+        loss = F.ctc_loss(log_probs[:, keep], targets[keep], (states.patch_mask.long().sum(-1) * config.patch_size)[keep],
+                          text_mask.long().sum(-1)[keep], blank=config.text_pad_token_id, reduction="mean",
+                          zero_infinity=True)
+        return loss
 
     def stop_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.stop_head(hidden).squeeze(-1)
@@ -366,16 +394,21 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
             guided_attention=guided,
         )
         stop_logits = self.stop_logits(states.stop_hidden)  # (B, N + 1)
-        loss = diffusion_loss = stop_loss = None
+        loss = diffusion_loss = stop_loss = ctc_loss = None
         if labels is not None:
             diffusion_loss = self.diffusion_loss(states)
             stop_loss = self.stop_loss(stop_logits, states.patch_mask)
             loss = diffusion_loss + self.config.stop_loss_weight * stop_loss
             if guided:
                 loss = loss + self.config.guided_attention_weight * states.guided_attention_loss
+            if self.training and self.ctc_head is not None:
+                mask = text_attention_mask if text_attention_mask is not None else text_input_ids.ne(self.config.text_pad_token_id)
+                ctc_loss = self.text_ctc_loss(states, text_input_ids, mask, drop_text)
+                loss = loss + self.config.ctc_loss_weight * ctc_loss
         return ARDMOutput(
             loss=loss, diffusion_loss=diffusion_loss, stop_loss=stop_loss,
-            guided_attention_loss=states.guided_attention_loss, stop_logits=stop_logits, hidden_states=states.hidden,
+            guided_attention_loss=states.guided_attention_loss, ctc_loss=ctc_loss, stop_logits=stop_logits,
+            hidden_states=states.hidden,
         )
 
     def diffusion_loss(self, states: ARDMStates, num_draws: int | None = None) -> torch.Tensor:
