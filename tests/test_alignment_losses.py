@@ -1,6 +1,9 @@
 """Tests of the pretraining alignment aids: the guided-attention loss (ardm_trl.models.guided_attention) of the ARDM
 and the codec LM, and the ARDM's auxiliary text CTC."""
 
+import importlib
+from contextlib import contextmanager
+
 import pytest
 import torch
 from conftest import tiny_ardm_config
@@ -9,6 +12,23 @@ from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
 from ardm_trl.data.collators import ARDMDataCollator
 from ardm_trl.evaluation import text_conditioning_gain
 from ardm_trl.models.guided_attention import diagonal_prior, guided_attention_loss
+
+
+@contextmanager
+def captured_loss_arguments(module_name):
+    """Replace `guided_attention_loss` in a modeling module by a spy that records the columns and lengths it gets."""
+    module = importlib.import_module(module_name)
+    captured = {}
+
+    def spy(attentions, query_columns, query_lengths, key_columns, key_lengths, sigma, num_heads):
+        captured.update(keys=key_columns, key_lengths=key_lengths, queries=query_columns, query_lengths=query_lengths)
+        return attentions[0].new_zeros(())
+
+    original, module.guided_attention_loss = module.guided_attention_loss, spy
+    try:
+        yield captured
+    finally:
+        module.guided_attention_loss = original
 
 
 def _one_hot_attention(length, query_columns, key_columns, attend):
@@ -111,21 +131,10 @@ def test_text_columns_of_the_loss_are_the_text_tokens():
     batch = ARDMDataCollator(config.patch_size)(rows)
     prompt, prompt_mask = model.patchify(batch["prompt_latents"], batch["prompt_latents_mask"])
     prefix, _ = model.backbone.build_prefix(batch["text_input_ids"], batch["text_attention_mask"], prompt, prompt_mask)
-    captured = {}
-
-    def spy(attentions, query_columns, query_lengths, key_columns, key_lengths, sigma, num_heads):
-        captured.update(keys=key_columns, key_lengths=key_lengths, queries=query_columns, query_lengths=query_lengths)
-        return attentions[0].new_zeros(())
-
-    import ardm_trl.models.ardm.modeling_ardm as modeling
-
-    original, modeling.guided_attention_loss = modeling.guided_attention_loss, spy
-    try:
+    with captured_loss_arguments("ardm_trl.models.ardm.modeling_ardm") as captured:
         model.compute_lm_states(batch["text_input_ids"], batch["latents"], batch["text_attention_mask"],
                                 batch["latents_mask"], batch["prompt_latents"], batch["prompt_latents_mask"],
                                 guided_attention=True)
-    finally:
-        modeling.guided_attention_loss = original
     for i, row in enumerate(rows):
         n = len(row["text_input_ids"])
         assert captured["key_lengths"][i] == n
@@ -169,19 +178,8 @@ def _codec_lm_batch(model, batch=6, length=6, seed=0):
 def test_codec_lm_guided_attention_columns_follow_the_collator_layout():
     model = _codec_lm(guided_attention_weight=1.0).train()
     batch = _codec_lm_batch(model)
-    captured = {}
-
-    def spy(attentions, query_columns, query_lengths, key_columns, key_lengths, sigma, num_heads):
-        captured.update(keys=key_columns, key_lengths=key_lengths, queries=query_columns, query_lengths=query_lengths)
-        return attentions[0].new_zeros(())
-
-    import ardm_trl.models.codec_lm.modeling_codec_lm as modeling
-
-    original, modeling.guided_attention_loss = modeling.guided_attention_loss, spy
-    try:
+    with captured_loss_arguments("ardm_trl.models.codec_lm.modeling_codec_lm") as captured:
         model(**batch)
-    finally:
-        modeling.guided_attention_loss = original
     ids, labels = batch["input_ids"], batch["labels"]
     for i in range(ids.shape[0]):
         n = int(captured["key_lengths"][i])
