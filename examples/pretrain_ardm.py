@@ -8,8 +8,14 @@ for every batch. The text is dropped (null embedding) with probability `cfg_drop
 
 Usage:
 
-    # train for 45 minutes (time-limited; checkpoints in outputs/pretrain_ardm), save to pretrained/ardm, evaluate
-    OMP_NUM_THREADS=2 python examples/pretrain_ardm.py --max_train_minutes 45 --bf16 true
+    # train for 45 minutes (time-limited; checkpoints in outputs/pretrain_ardm), save to pretrained/ardm, evaluate;
+    # guided attention, the text CTC and v-prediction are on by default (docs/models.md, "Pretraining aids"). Add
+    # --bf16 true only on a CPU with AVX-512 BF16 (or a GPU): elsewhere bf16 is ~10x slower than fp32.
+    OMP_NUM_THREADS=2 python examples/pretrain_ardm.py --max_train_minutes 45
+
+    # continue from the bundled weights (a new CTC head starts fresh), with a cosine schedule over 2200 steps
+    OMP_NUM_THREADS=1 python examples/pretrain_ardm.py --init_from pretrained/ardm \
+        --max_steps 2200 --learning_rate 7e-4 --lr_scheduler_type cosine --per_device_train_batch_size 16
 
     # resume the run from its last checkpoint, for 30 more minutes
     OMP_NUM_THREADS=2 python examples/pretrain_ardm.py --max_train_minutes 30 --resume_from_checkpoint true
@@ -86,7 +92,7 @@ class ARDMModelArguments:
     )
     guided_attention_sigma: float = field(default=0.2, metadata={"help": "Width of the guided-attention window."})
     ctc_loss_weight: float = field(
-        default=0.0, metadata={"help": "Weight of the auxiliary text CTC on the LM states (0 = off; docs/models.md)."}
+        default=1.0, metadata={"help": "Weight of the auxiliary text CTC on the LM states (0 = off; docs/models.md)."}
     )
     prediction_type: str = field(
         default="v_prediction",

@@ -10,8 +10,13 @@ resynthesis of the ground-truth tokens (the ceiling of any codec LM on these tok
 
 Usage:
 
-    # train for 40 minutes (time-limited; checkpoints in outputs/pretrain_codec_lm), save, evaluate
-    OMP_NUM_THREADS=2 python examples/pretrain_codec_lm.py --max_train_minutes 40 --bf16 true --use_cpu true
+    # train for 40 minutes (time-limited; checkpoints in outputs/pretrain_codec_lm), save, evaluate; guided attention
+    # is on by default (docs/codec_lm.md). Add --bf16 true only on a CPU with AVX-512 BF16 or a GPU.
+    OMP_NUM_THREADS=2 python examples/pretrain_codec_lm.py --max_train_minutes 40 --use_cpu true
+
+    # continue from the bundled weights with a cosine schedule over 1000 steps
+    OMP_NUM_THREADS=1 python examples/pretrain_codec_lm.py --init_from pretrained/codec_lm --max_steps 1000 \
+        --learning_rate 5e-4 --lr_scheduler_type cosine --per_device_train_batch_size 16 --use_cpu true
 
     # resume from the last checkpoint for 20 more minutes
     OMP_NUM_THREADS=2 python examples/pretrain_codec_lm.py --max_train_minutes 20 --resume_from_checkpoint true
