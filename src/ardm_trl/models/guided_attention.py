@@ -3,7 +3,7 @@ networks with guided attention"): an auxiliary training loss that pulls chosen a
 near-diagonal text-speech alignment.
 
 A small speech LM trained only on its generation loss can predict the next speech frame from the previous ones and
-ignore the text: the bundled ARDM's conditional and text-dropped losses were equal (0.1705 vs 0.1706) after 10 k
+ignore the text: the bundled ARDM's conditional and text-dropped losses were equal (0.1705 vs 0.1706) after 2,454
 steps on the CPU. Speech is read left to right at a roughly steady rate, so speech position `j` of `N` attends text
 position `i` of `T` near `i / T = j / N`. The loss rewards attention mass inside a Gaussian window around that line:
 
