@@ -31,6 +31,18 @@ def captured_loss_arguments(module_name):
         module.guided_attention_loss = original
 
 
+def train(model, batch, steps, lr=3e-3):
+    """`steps` AdamW steps on one batch, in training mode; returns the last output."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _ in range(steps):
+        out = model(**batch)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    return out
+
+
 def _one_hot_attention(length, query_columns, key_columns, attend):
     """(1, 1, L, L) attention where query column q attends exactly key column attend(q)."""
     attention = torch.zeros(1, 1, length, length)
@@ -89,12 +101,7 @@ def test_ardm_pretraining_with_guided_attention_learns_a_diagonal_alignment():
     batch = _text_reading_batch(config)
     first = model(**batch).guided_attention_loss.item()
     gain_before = text_conditioning_gain(model, batch)["gain"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        out = model.train()(**batch)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
+    out = train(model, batch, steps=60)
     last = model(**batch).guided_attention_loss.item()
     assert last < 0.5 * first, (first, last)
     gain = text_conditioning_gain(model, batch)
@@ -195,12 +202,7 @@ def test_codec_lm_pretraining_with_guided_attention_learns_a_diagonal_alignment(
     model = _codec_lm(guided_attention_weight=1.0).train()
     batch = _codec_lm_batch(model)
     first = model(**batch).guided_attention_loss.item()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(60):
-        out = model(**batch)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
+    train(model, batch, steps=60)
     assert model(**batch).guided_attention_loss.item() < 0.5 * first
     model.eval()
     assert model(**batch).guided_attention_loss is None  # training only; eval loss is the cross-entropy
@@ -214,12 +216,7 @@ def test_text_ctc_trains_a_head_that_reads_the_spoken_text(tmp_path):
     model = ARDMForSpeechSynthesis(config).train()
     batch = _text_reading_batch(config)
     first = model(**batch).ctc_loss.item()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(80):
-        out = model(**batch)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
+    out = train(model, batch, steps=80)
     assert out.ctc_loss.item() < 0.3 * first, (first, out.ctc_loss.item())
     torch.testing.assert_close(out.loss, out.diffusion_loss + config.stop_loss_weight * out.stop_loss
                                + config.ctc_loss_weight * out.ctc_loss)
