@@ -156,9 +156,12 @@ def test_prediction_score_conversions_are_consistent(prediction_type):
 
 
 def test_fresh_value_model_is_zero_and_its_gradient_needs_no_second_lm_pass(tiny_config):
-    policy = _perturb(ARDMForSpeechSynthesis(tiny_config))
+    config = ARDMConfig(**{**tiny_config.to_dict(), "ctc_loss_weight": 1.0, "guided_attention_weight": 1.0})
+    policy = _perturb(ARDMForSpeechSynthesis(config))
     value_model = ARDMValueModel.from_ardm(policy)
     assert value_model.config.model_type == "ardm_value"
+    # the policy's pretraining-only losses do not travel to the value model's config
+    assert value_model.config.ctc_loss_weight == 0.0 and value_model.config.guided_attention_weight == 0.0
     torch.testing.assert_close(value_model.backbone.lm.layers[0].self_attn.q_proj.weight,
                                policy.backbone.lm.layers[0].self_attn.q_proj.weight)
     batch = _batch(tiny_config)

@@ -454,10 +454,12 @@ class ARDMValueModel(ARDMPreTrainedModel):
 
     @classmethod
     def from_ardm(cls, ardm: ARDMPreTrainedModel, **config_overrides) -> ARDMValueModel:
-        """Initialise from a trained ARDM: same LM and head body, new zero-initialised scalar output layer."""
+        """Initialise from a trained ARDM: same LM and head body, new zero-initialised scalar output layer. The
+        policy's pretraining-only losses (guided attention, text CTC) are switched off in the new config."""
         values = ardm.config.to_dict()
         for key in ("model_type", "architectures", "transformers_version", "_name_or_path"):
             values.pop(key, None)
+        values.update(guided_attention_weight=0.0, ctc_loss_weight=0.0)
         values.update(config_overrides)
         model = cls(cls.config_class(**values))
         model.backbone.load_state_dict(ardm.backbone.state_dict())
