@@ -8,8 +8,8 @@
 Both start from the same checkpoint and train for `--minutes` of training wall-clock each (evaluation time excluded).
 Every `--eval_every_minutes` the current policy samples speech for `--num_eval_sentences` held-out test sentences,
 and the *independent* evaluators score it: hama CTC NLL per phoneme and whisper tiny.en WER (%). Logged per method:
-seconds per step, the training reward, and the evaluation curve against training minutes. A `--control` run adds
-DiffRO with an attribute reward (e.g. `rate_level=fast`) and measures the decoded speech (seconds per phoneme for
+seconds per step, the training reward, and the evaluation curve against training minutes. Each `--control` target adds a
+DiffRO run with an attribute reward (e.g. `rate_level=fast`, `pitch_level=high`) and measures the decoded speech (seconds per phoneme for
 rate, median F0 for pitch) before and after.
 
 Results go to `benchmarks/results/diffro_vs_grpo.json`, `.md` (table) and `.png` (evaluation curves); `--replot`
@@ -18,7 +18,7 @@ redraws the table and plot from the JSON.
 Usage:
 
     OMP_NUM_THREADS=2 python benchmarks/diffro_vs_grpo.py --minutes 10 --eval_every_minutes 2.5
-    python benchmarks/diffro_vs_grpo.py --methods diffro --control rate_level=fast --minutes 5
+    python benchmarks/diffro_vs_grpo.py --methods diffro --control rate_level=fast pitch_level=high --minutes 5
 """
 
 from __future__ import annotations
@@ -212,7 +212,8 @@ def main() -> None:
     parser.add_argument("--corpus_seed", type=int, default=0)
     parser.add_argument("--data_cache", default="outputs/codec_lm_data/tokens.pt")
     parser.add_argument("--methods", default="diffro,grpo")
-    parser.add_argument("--control", default=None, help="e.g. rate_level=fast: an extra DiffRO run with this target")
+    parser.add_argument("--control", nargs="*", default=[],
+                        help="e.g. rate_level=fast pitch_level=high: one extra DiffRO run per target")
     parser.add_argument("--reward_weights", type=float, nargs="+", default=[1.0, 1.0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--eval_every_minutes", type=float, default=2.5)
@@ -252,8 +253,8 @@ def main() -> None:
             results["runs"].append(run_grpo(args, data, tokenizer, speech_tokenizer, evaluate))
         else:
             raise ValueError(f"Unknown method {method!r}: use diffro and/or grpo.")
-    if args.control:
-        task, target = args.control.split("=", 1)
+    for control in args.control:
+        task, target = control.split("=", 1)
         rewards = [CTCReward(mtr), AttributeReward(mtr, task)]
         results["runs"].append(run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, rewards,
                                           targets={task: target}, name=f"diffro_control_{task}_{target}"))  # fmt: skip
