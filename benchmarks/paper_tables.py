@@ -72,6 +72,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, output_name: str) -> N
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default=str(ROOT / "benchmarks" / "results" / f"{output_name}.json"))
     parser.add_argument("--quick", action="store_true", help="Tiny settings: checks that every row runs.")
+    parser.add_argument("--rewrite_markdown", action="store_true",
+                        help="Only re-render the Markdown table of --output_json's finished run.")
 
 
 def parse_table_args(parser: argparse.ArgumentParser, argv: list[str] | None, **quick: Any) -> argparse.Namespace:
@@ -233,26 +235,49 @@ class PaperTable:
     # ------------------------------------------------------------------------------------------ output
     def write(self, title: str, columns: Sequence[tuple[str, str, str]], command: str) -> str:
         """Print and save the table. `columns`: (metric key, header, number format) in order."""
-        header = "| Method | " + " | ".join(h for _, h, _ in columns) + " | KL ↓ | train (s) | sampling (s/utt) |"
-        lines = [header, "|" + "---|" * (len(columns) + 4)]
-        for row in self.rows:
-            cells = [format(row.metrics[k], fmt) if k in row.metrics else "—" for k, _, fmt in columns]
-            kl = (
-                f"{row.metrics['kl']:.4f}"
-                if "kl" in row.metrics
-                else (f"≤ {row.kl_bound:.2f} (bound)" if row.kl_bound is not None else "—")
-            )
-            lines.append(f"| {row.name} | " + " | ".join(cells) + f" | {kl} | {row.train_s:.0f} | "
-                         f"{row.infer_s_per_utt:.2f} |")  # fmt: skip
-        table = "\n".join(lines)
+        rows = [row.__dict__ for row in self.rows]
         output = Path(self.args.output_json)
         output.parent.mkdir(parents=True, exist_ok=True)
         report = {
-            "title": title, "command": command, "args": vars(self.args),
+            "title": title, "command": command, "args": vars(self.args), "columns": [list(c) for c in columns],
             "environment": {"machine": platform.machine(), "processor": platform.processor() or "unknown",
                             "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
-            "num_eval_prompts": len(self.eval_rows), "rows": [row.__dict__ for row in self.rows], "table": table,
+            "num_eval_prompts": len(self.eval_rows), "rows": rows, "table": render_table(rows, columns),
         }  # fmt: skip
         output.write_text(json.dumps(report, indent=1))
-        output.with_suffix(".md").write_text(f"## {title}\n\n`{command}`\n\n{table}\n")
-        return table
+        write_markdown(report, output.with_suffix(".md"))
+        return report["table"]
+
+
+def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[Sequence[str]]) -> str:
+    """The Markdown table of `rows` (`Row` fields as dicts). The last column lists the first metric per evaluation
+    seed: the sampling noise each median carries."""
+    first_key, first_header, first_fmt = columns[0]
+    header = ("| Method | " + " | ".join(h for _, h, _ in columns) + " | KL ↓ | train (s) | sampling (s/utt) | "
+              f"{first_header.split()[0]} per seed |")  # fmt: skip
+    lines = [header, "|" + "---|" * (len(columns) + 5)]
+    for row in rows:
+        metrics = row["metrics"]
+        cells = [format(metrics[k], fmt) if k in metrics else "—" for k, _, fmt in columns]
+        if "kl" in metrics:
+            kl = f"{metrics['kl']:.4f}"
+        else:
+            kl = f"≤ {row['kl_bound']:.2f} (bound)" if row.get("kl_bound") is not None else "—"
+        seeds = " / ".join(format(m[first_key], first_fmt) for m in row.get("per_seed", []) if first_key in m)
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {kl} | {row['train_s']:.0f} | "
+                     f"{row['infer_s_per_utt']:.2f} | {seeds or '—'} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    path.write_text(f"## {report['title']}\n\n`{report['command']}`\n\n{report['table']}\n")
+
+
+def rewrite_markdown(json_path: str | Path, columns: Sequence[Sequence[str]]) -> str:
+    """Re-render the table of a finished run from its JSON (after a change of the table format; nothing reruns)."""
+    json_path = Path(json_path)
+    report = json.loads(json_path.read_text())
+    report["table"] = render_table(report["rows"], report.get("columns", columns))
+    json_path.write_text(json.dumps(report, indent=1))
+    write_markdown(report, json_path.with_suffix(".md"))
+    return report["table"]
