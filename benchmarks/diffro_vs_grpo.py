@@ -164,14 +164,19 @@ def summarize(name: str, clock: WallClockEvaluation, history: list[dict], reward
     }
 
 
+def _number(value: float | None, fmt: str) -> str:
+    """`value` formatted, or "—" when a run logged none (e.g. a reward that returned `None` for every sample)."""
+    return "—" if value is None else format(value, fmt)
+
+
 def write_markdown(results: dict, path: Path) -> None:
     lines = ["| method | steps | s / step | reward (first 10 → last 10 steps) | CTC NLL start → end | WER % start → end |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for run in results["runs"]:
         first, last = run["eval_curve"][0], run["eval_curve"][-1]
         lines.append(
-            f"| {run['method']} | {run['steps']} | {run['seconds_per_step']:.2f} | "
-            f"{run['reward_first_10_steps']:.3f} → {run['reward_last_10_steps']:.3f} | "
+            f"| {run['method']} | {run['steps']} | {_number(run['seconds_per_step'], '.2f')} | "
+            f"{_number(run['reward_first_10_steps'], '.3f')} → {_number(run['reward_last_10_steps'], '.3f')} | "
             f"{first['ctc_nll']:.3f} → {last['ctc_nll']:.3f} | {first['wer']:.1f} → {last['wer']:.1f} |"
         )
     lines += ["", "Evaluation curves (training minutes, independent evaluators on held-out sentences):", ""]
@@ -195,7 +200,7 @@ def write_plot(results: dict, path: Path) -> None:
         for run in results["runs"]:
             curve = run["eval_curve"]
             ax.plot([p["train_minutes"] for p in curve], [p[key] for p in curve], marker="o",
-                    label=f"{run['method']} ({run['seconds_per_step']:.1f} s/step)")  # fmt: skip
+                    label=f"{run['method']} ({_number(run['seconds_per_step'], '.1f')} s/step)")  # fmt: skip
         ax.set(xlabel="training minutes (evaluation excluded)", ylabel=label)
     axes[0].legend(fontsize=8)
     fig.suptitle("DiffRO vs. GRPO on the bundled codec LM (held-out sentences, independent evaluators)")
