@@ -141,7 +141,7 @@ def run_grpo(args, data, tokenizer, speech_tokenizer, evaluate) -> dict:
         max_completion_length=args.max_new_tokens, max_steps=100_000, learning_rate=args.grpo_learning_rate,
         beta=args.grpo_beta, temperature=1.0, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
         seed=args.seed, gradient_checkpointing=False,
-        bf16=False,  # GRPOConfig defaults to bf16 autocast, ~10x slower on CPUs without AVX-512 BF16 (DiffRO runs fp32)
+        bf16=False,  # GRPOConfig defaults to bf16, and on a CPU its autocast also wraps our evaluations of the model
     )  # fmt: skip
     clock = WallClockEvaluation(evaluate, 60 * args.minutes, 60 * args.eval_every_minutes)
     trainer = GRPOTrainer(model=policy, reward_funcs=audio_ctc_reward_factory(tokenizer, speech_tokenizer), args=config,

@@ -246,6 +246,7 @@ class PaperTable:
         }  # fmt: skip
         output.write_text(json.dumps(report, indent=1))
         write_markdown(report, output.with_suffix(".md"))
+        write_plot(report, output.with_suffix(".png"))
         return report["table"]
 
 
@@ -273,11 +274,39 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     path.write_text(f"## {report['title']}\n\n`{report['command']}`\n\n{report['table']}\n")
 
 
+def write_plot(report: dict[str, Any], path: Path) -> None:
+    """The reward metric of each row (median, the bar spans the seeds) against what the row cost: training seconds
+    plus sampling seconds for all held-out prompts of one seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key, header, _ = report["columns"][0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for row in report["rows"]:
+        cost = row["train_s"] + row["infer_s_per_utt"] * report["num_eval_prompts"]
+        seeds = [m[key] for m in row["per_seed"]]
+        median = row["metrics"][key]
+        ax.errorbar([cost], [median], yerr=[[median - min(seeds)], [max(seeds) - median]], fmt="o", capsize=3)
+        ax.annotate(row["name"], (cost, median), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(right=ax.get_xlim()[1] * 3)  # room for the labels of the costliest rows
+    ax.set(xlabel="cost: training s + sampling s for the held-out prompts (one seed)", ylabel=header,
+           title=report["title"])  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def rewrite_markdown(json_path: str | Path, columns: Sequence[Sequence[str]]) -> str:
-    """Re-render the table of a finished run from its JSON (after a change of the table format; nothing reruns)."""
+    """Re-render the table and plot of a finished run from its JSON (after a change of their format; nothing
+    reruns)."""
     json_path = Path(json_path)
     report = json.loads(json_path.read_text())
-    report["table"] = render_table(report["rows"], report.get("columns", columns))
+    report.setdefault("columns", [list(c) for c in columns])
+    report["table"] = render_table(report["rows"], report["columns"])
     json_path.write_text(json.dumps(report, indent=1))
     write_markdown(report, json_path.with_suffix(".md"))
+    write_plot(report, json_path.with_suffix(".png"))
     return report["table"]

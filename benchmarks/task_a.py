@@ -10,10 +10,10 @@ Usage:
 
     OMP_NUM_THREADS=1 python benchmarks/task_a.py                       # the table in docs/results.md
     python benchmarks/task_a.py --guidance_scales 0.5 2 --w_kls 0.25    # other rows
-    python benchmarks/task_a.py --rewrite_markdown                      # re-render the Markdown of the last run's JSON
+    python benchmarks/task_a.py --rewrite_markdown                      # re-render table and plot from the JSON
     python benchmarks/task_a.py --quick                                 # a 2-minute smoke run of every row kind
 
-Writes `benchmarks/results/task_a.json` and `task_a.md`.
+Writes `benchmarks/results/task_a.json`, `task_a.md` and `task_a.png` (reward against cost).
 """
 
 from __future__ import annotations

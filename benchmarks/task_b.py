@@ -11,10 +11,10 @@ Usage:
 
     OMP_NUM_THREADS=1 python benchmarks/task_b.py                 # the table in docs/results.md
     python benchmarks/task_b.py --w_kl 0.5 --online_steps 4       # other settings
-    python benchmarks/task_b.py --rewrite_markdown                # re-render the Markdown of the last run's JSON
+    python benchmarks/task_b.py --rewrite_markdown                # re-render table and plot from the JSON
     python benchmarks/task_b.py --quick                           # a 2-minute smoke run of every row kind
 
-Writes `benchmarks/results/task_b.json` and `task_b.md`.
+Writes `benchmarks/results/task_b.json`, `task_b.md` and `task_b.png` (reward against cost).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ def run_table(script: str, tmp_path: Path) -> dict:
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert output.with_suffix(".md").read_text() == markdown
+    assert output.with_suffix(".png").stat().st_size > 0  # reward against cost
     return report
 
 
