@@ -8,9 +8,9 @@
 Both start from the same checkpoint and train for `--minutes` of training wall-clock each (evaluation time excluded).
 Every `--eval_every_minutes` the current policy samples speech for `--num_eval_sentences` held-out test sentences,
 and the *independent* evaluators score it: hama CTC NLL per phoneme and whisper tiny.en WER (%). Logged per method:
-seconds per step, the training reward, and the evaluation curve against training minutes. Each `--control` target adds a
-DiffRO run with an attribute reward (e.g. `rate_level=fast`, `pitch_level=high`) and measures the decoded speech (seconds per phoneme for
-rate, median F0 for pitch) before and after.
+seconds per step, the training reward, and the evaluation curve against training minutes. Each `--control` target
+adds a DiffRO run with an attribute reward (e.g. `rate_level=fast`, `pitch_level=high`) and measures the decoded
+speech (seconds per phoneme for rate, median F0 for pitch) before and after.
 
 Results go to `benchmarks/results/diffro_vs_grpo.json`, `.md` (table) and `.png` (evaluation curves); `--replot`
 redraws the table and plot from the JSON.
@@ -176,7 +176,8 @@ def write_markdown(results: dict, path: Path) -> None:
         first, last = run["eval_curve"][0], run["eval_curve"][-1]
         lines.append(
             f"| {run['method']} | {run['steps']} | {_number(run['seconds_per_step'], '.2f')} | "
-            f"{_number(run['reward_first_10_steps'], '.3f')} → {_number(run['reward_last_10_steps'], '.3f')} | "
+            f"{_number(run['reward_first_10_steps'], '.3f')} → "
+            f"{_number(run['reward_last_10_steps'], '.3f')} | "
             f"{first['ctc_nll']:.3f} → {last['ctc_nll']:.3f} | {first['wer']:.1f} → {last['wer']:.1f} |"
         )
     lines += ["", "Evaluation curves (training minutes, independent evaluators on held-out sentences):", ""]

@@ -72,8 +72,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, output_name: str) -> N
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default=str(ROOT / "benchmarks" / "results" / f"{output_name}.json"))
     parser.add_argument("--quick", action="store_true", help="Tiny settings: checks that every row runs.")
-    parser.add_argument("--rewrite_markdown", action="store_true",
-                        help="Only re-render the Markdown table of --output_json's finished run.")
+    parser.add_argument("--replot", action="store_true",
+                        help="Only redraw the table and plot from --output_json (as diffro_vs_grpo.py --replot).")
 
 
 def parse_table_args(parser: argparse.ArgumentParser, argv: list[str] | None, **quick: Any) -> argparse.Namespace:
@@ -299,7 +299,7 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def rewrite_markdown(json_path: str | Path, columns: Sequence[Sequence[str]]) -> str:
+def replot(json_path: str | Path, columns: Sequence[Sequence[str]]) -> str:
     """Re-render the table and plot of a finished run from its JSON (after a change of their format; nothing
     reruns)."""
     json_path = Path(json_path)

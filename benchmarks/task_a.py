@@ -10,7 +10,7 @@ Usage:
 
     OMP_NUM_THREADS=1 python benchmarks/task_a.py                       # the table in docs/results.md
     python benchmarks/task_a.py --guidance_scales 0.5 2 --w_kls 0.25    # other rows
-    python benchmarks/task_a.py --rewrite_markdown                      # re-render table and plot from the JSON
+    python benchmarks/task_a.py --replot                                # re-render table and plot from the JSON
     python benchmarks/task_a.py --quick                                 # a 2-minute smoke run of every row kind
 
 Writes `benchmarks/results/task_a.json`, `task_a.md` and `task_a.png` (reward against cost).
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from paper_tables import PaperTable, add_common_arguments, parse_table_args, rewrite_markdown
+from paper_tables import PaperTable, add_common_arguments, parse_table_args, replot
 
 from ardm_trl.rewards import F0VarianceReward
 
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance_scales", type=float, nargs="*", default=[0.25, 1.0, 4.0], help="λ of Alg. 2.")
     parser.add_argument("--w_kls", type=float, nargs="*", default=[0.25, 1.0], help="KL weights of the VGPO rows.")
     args = parse_table_args(parser, argv, best_of=[2], guidance_scales=[1.0], w_kls=[1.0])
-    if args.rewrite_markdown:
-        print(rewrite_markdown(args.output_json, COLUMNS))
+    if args.replot:
+        print(replot(args.output_json, COLUMNS))
         return
 
     metrics = ("f0v", "wer", "sim")

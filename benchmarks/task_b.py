@@ -11,7 +11,7 @@ Usage:
 
     OMP_NUM_THREADS=1 python benchmarks/task_b.py                 # the table in docs/results.md
     python benchmarks/task_b.py --w_kl 0.5 --online_steps 4       # other settings
-    python benchmarks/task_b.py --rewrite_markdown                # re-render table and plot from the JSON
+    python benchmarks/task_b.py --replot                          # re-render table and plot from the JSON
     python benchmarks/task_b.py --quick                           # a 2-minute smoke run of every row kind
 
 Writes `benchmarks/results/task_b.json`, `task_b.md` and `task_b.png` (reward against cost).
@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from paper_tables import PaperTable, add_common_arguments, parse_table_args, rewrite_markdown
+from paper_tables import PaperTable, add_common_arguments, parse_table_args, replot
 
 from ardm_trl.rewards import CTCLogLikelihoodReward, ErrorRateReward
 
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.set_defaults(max_patches=64)  # ~6 s: a truncated sample of a long sentence scores a poor CTC likelihood
     # quick: 24 patches, since shorter samples cannot align to the text and get no CTC reward
     args = parse_table_args(parser, argv, max_patches=24, best_of=2, guidance_scales=[1.0], online_steps=1)
-    if args.rewrite_markdown:
-        print(rewrite_markdown(args.output_json, COLUMNS))
+    if args.replot:
+        print(replot(args.output_json, COLUMNS))
         return
 
     metrics = ("ctc_nll", "cer", "sim")

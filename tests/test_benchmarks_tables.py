@@ -24,11 +24,11 @@ def run_table(script: str, tmp_path: Path) -> dict:
     report = json.loads(output.read_text())
     assert output.with_suffix(".md").read_text().count("\n|") == len(report["rows"]) + 2  # header, rule, rows
     assert report["command"].startswith(f"python benchmarks/{script}.py")
-    # --rewrite_markdown re-renders the same table from the JSON alone
+    # --replot redraws the same table (and the plot) from the JSON alone
     markdown = output.with_suffix(".md").read_text()
     output.with_suffix(".md").unlink()
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--rewrite_markdown", "--output_json", str(output)],
+        [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--replot", "--output_json", str(output)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
