@@ -49,8 +49,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
 from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
-from ardm_trl.data import build_tts_corpus
 from ardm_trl.data.collators import ARDMDataCollator
+from ardm_trl.data.corpus_cache import encode_audio, load_audio, load_or_build_corpus
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import text_conditioning_gain
 
@@ -62,6 +62,9 @@ class ScriptArguments:
     num_utterances: int = field(default=3000, metadata={"help": "Corpus size (train + test) of build_tts_corpus."})
     corpus_seed: int = field(default=0, metadata={"help": "Seed of the corpus."})
     codec_path: str | None = field(default=None, metadata={"help": "Codec folder; default: the bundled codec."})
+    corpus_cache_dir: str = field(
+        default="outputs/corpora", metadata={"help": "Where the built corpus is saved and reused (shared by the scripts)."}
+    )
     data_cache: str = field(
         default="outputs/pretrain_ardm/latents.pt", metadata={"help": "Cache of the encoded corpus (reused)."}
     )
@@ -114,20 +117,6 @@ def load_codec(path: str | None):
     return codec.eval()
 
 
-def build_corpus(script_args: ScriptArguments, sampling_rate: int):
-    """`build_tts_corpus` at the codec's sampling rate, saved beside `data_cache` and reused."""
-    import datasets
-
-    folder = Path(script_args.data_cache).parent / f"corpus_{script_args.num_utterances}_{script_args.corpus_seed}_{sampling_rate}"
-    if folder.is_dir():
-        return datasets.load_from_disk(str(folder))
-    start = time.time()
-    corpus = build_tts_corpus(script_args.num_utterances, seed=script_args.corpus_seed, sampling_rate=sampling_rate)
-    logger.info("corpus built in %.0f s: %s", time.time() - start, {k: len(v) for k, v in corpus.items()})
-    corpus.save_to_disk(str(folder))
-    return corpus
-
-
 def encode_corpus(script_args: ScriptArguments, codec) -> dict:
     """Build the corpus and encode it with the codec (cached in `data_cache`): lists per split."""
     cache = Path(script_args.data_cache)
@@ -140,21 +129,17 @@ def encode_corpus(script_args: ScriptArguments, codec) -> dict:
             logger.info("reusing the encoded corpus in %s", cache)
             return data
     start = time.time()
-    corpus = build_corpus(script_args, codec.sampling_rate)
+    corpus = load_or_build_corpus(script_args.corpus_cache_dir, script_args.num_utterances, script_args.corpus_seed,
+                                  codec.sampling_rate)  # fmt: skip
+    logger.info("corpus ready in %.0f s: %s", time.time() - start, {k: len(v) for k, v in corpus.items()})
     data = {"key": key}
     for split, dataset in corpus.items():
-        audio = [np.asarray(a, dtype=np.float32) for a in dataset["audio"]]
-        order = np.argsort([len(a) for a in audio])  # batch similar lengths together: less padding
-        latents: list[torch.Tensor | None] = [None] * len(audio)
         with torch.no_grad():
-            for i in range(0, len(order), 32):
-                chunk = order[i : i + 32]
-                for j, x in zip(chunk, codec.encode_list([audio[j] for j in chunk])):
-                    latents[j] = x.float().cpu()
+            latents = encode_audio(dataset, lambda waves: [x.float().cpu() for x in codec.encode_list(waves)])
         rows = {column: list(dataset[column]) for column in ("text", "phonemes", "voice", "pitch_level", "unseen_voice")}
         rows["latents"] = latents
         if split == "test":
-            rows["audio"] = audio  # kept for the evaluation baselines
+            rows["audio"] = load_audio(dataset)  # kept for the evaluation baselines
         data[split] = rows
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(data, cache)

@@ -63,6 +63,9 @@ class ScriptArguments:
     speech_tokenizer_path: str | None = field(
         default=None, metadata={"help": "Speech tokenizer folder; default: the bundled one."}
     )
+    corpus_cache_dir: str = field(
+        default="outputs/corpora", metadata={"help": "Where the built corpus is saved and reused (shared by the scripts)."}
+    )
     data_cache: str = field(
         default="outputs/codec_lm_data/tokens.pt", metadata={"help": "Cache of the tokenized corpus (reused)."}
     )
@@ -102,11 +105,12 @@ def load_speech_tokenizer(path: str | None):
 
 
 def tokenize_corpus(
-    num_utterances: int, seed: int, speech_tokenizer, cache: str | Path, tokenizer_key: str = "bundled"
+    num_utterances: int, seed: int, speech_tokenizer, cache: str | Path, tokenizer_key: str = "bundled",
+    corpus_cache_dir: str | Path | None = None,
 ) -> dict:
-    """Build the corpus and tokenize its audio (cached in `cache`): per split, lists of the label columns,
-    `speech_ids` and, for the test split, the original `audio`."""
-    from ardm_trl.data import build_tts_corpus
+    """Build the corpus (saved in `corpus_cache_dir`, default: beside `cache`) and tokenize its audio (cached in
+    `cache`): per split, lists of the label columns, `speech_ids` and, for the test split, the original `audio`."""
+    from ardm_trl.data.corpus_cache import encode_audio, load_audio, load_or_build_corpus
 
     cache = Path(cache)
     key = {"num_utterances": num_utterances, "seed": seed, "tokenizer": tokenizer_key}
@@ -116,20 +120,15 @@ def tokenize_corpus(
             logger.info("reusing the tokenized corpus in %s", cache)
             return data
     start = time.time()
-    corpus = build_tts_corpus(num_utterances, seed=seed, sampling_rate=speech_tokenizer.sampling_rate)
+    corpus = load_or_build_corpus(corpus_cache_dir or cache.parent, num_utterances, seed, speech_tokenizer.sampling_rate)
     data = {"key": key, "sampling_rate": speech_tokenizer.sampling_rate}
     for split, dataset in corpus.items():
-        audio = [np.asarray(a, dtype=np.float32) for a in dataset["audio"]]
-        order = np.argsort([len(a) for a in audio])  # similar lengths together: less padding
-        ids: list[list[int] | None] = [None] * len(audio)
-        for i in range(0, len(order), 32):
-            chunk = order[i : i + 32]
-            for j, x in zip(chunk, speech_tokenizer.encode_list([audio[j] for j in chunk])):
-                ids[j] = x.tolist()
+        with torch.no_grad():
+            ids = encode_audio(dataset, lambda waves: [x.tolist() for x in speech_tokenizer.encode_list(waves)])
         rows = {column: list(dataset[column]) for column in LABEL_COLUMNS}
         rows["speech_ids"] = ids
         if split == "test":
-            rows["audio"] = audio
+            rows["audio"] = load_audio(dataset)
         data[split] = rows
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(data, cache)
@@ -206,7 +205,8 @@ def write_model_card(model_dir: Path, results: dict, script_args: ScriptArgument
 def main(script_args: ScriptArguments, training_args: TrainingArguments, model_args: CodecLMModelArguments) -> None:
     speech_tokenizer = load_speech_tokenizer(script_args.speech_tokenizer_path)
     data = tokenize_corpus(script_args.num_utterances, script_args.corpus_seed, speech_tokenizer,
-                           script_args.data_cache, script_args.speech_tokenizer_path or "bundled")  # fmt: skip
+                           script_args.data_cache, script_args.speech_tokenizer_path or "bundled",
+                           script_args.corpus_cache_dir)  # fmt: skip
     model_dir = Path(script_args.model_dir)
     texts = data["train"][script_args.text_field] + data["test"][script_args.text_field]
     if (model_dir / "config.json").is_file() and script_args.max_train_minutes == 0:

@@ -1,0 +1,75 @@
+"""A corpus built once and kept on disk, and its audio read in batches of NumPy arrays: what the pretraining scripts
+need to encode tens of thousands of utterances without holding them as Python lists of floats (20,000 utterances
+read through `dataset["audio"]` took over 24 GB and were killed for memory)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def load_or_build_corpus(cache_dir: str | Path, num_utterances: int, seed: int, sampling_rate: int):
+    """`build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate)`, saved under `cache_dir` (one
+    folder per argument set, written whole before it is named) and loaded from there when it exists.
+
+    Args:
+        cache_dir (`str` or `Path`): folder that holds the saved corpora.
+        num_utterances (`int`): utterances in both splits together.
+        seed (`int`): seed of the corpus.
+        sampling_rate (`int`): sampling rate of the audio.
+
+    Returns:
+        `datasets.DatasetDict`: splits `"train"` and `"test"` (see [`build_tts_corpus`]).
+    """
+    import datasets
+
+    from .corpus import build_tts_corpus
+
+    folder = Path(cache_dir) / f"corpus_{num_utterances}_{seed}_{sampling_rate}"
+    if folder.is_dir():
+        return datasets.load_from_disk(str(folder))
+    corpus = build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate)
+    partial = folder.with_name(folder.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # left by a run killed while saving
+    corpus.save_to_disk(str(partial))
+    partial.rename(folder)  # a killed run leaves only the .partial folder, which is never loaded
+    return corpus
+
+
+def iter_audio(dataset, indices: Sequence[int], batch_size: int = 32):
+    """Yield `(indices, waveforms)` batches of `dataset`'s `audio` column as float32 NumPy arrays."""
+    numpy_view = dataset.with_format("numpy", columns=["audio"])
+    for start in range(0, len(indices), batch_size):
+        chunk = [int(i) for i in indices[start : start + batch_size]]
+        audio = numpy_view[chunk]["audio"]
+        yield chunk, [np.asarray(a, dtype=np.float32) for a in audio]
+
+
+def encode_audio(dataset, encode_list: Callable[[list[np.ndarray]], list[Any]], batch_size: int = 32) -> list:
+    """`encode_list` applied to every waveform of `dataset` in batches of similar durations (less padding).
+
+    Args:
+        dataset (`datasets.Dataset`): a corpus split with `audio` and `duration` columns.
+        encode_list (`Callable`): maps a list of waveforms to a list of encodings (e.g. `codec.encode_list`).
+        batch_size (`int`, *optional*, defaults to `32`): waveforms per call.
+
+    Returns:
+        `list`: the encodings, in the dataset's row order.
+    """
+    order = np.argsort(np.asarray(dataset["duration"]), kind="stable")
+    encoded: list[Any] = [None] * len(dataset)
+    for chunk, waveforms in iter_audio(dataset, order, batch_size):
+        for i, x in zip(chunk, encode_list(waveforms)):
+            encoded[i] = x
+    return encoded
+
+
+def load_audio(dataset, limit: int | None = None) -> list[np.ndarray]:
+    """The first `limit` (default: all) waveforms of `dataset` as float32 NumPy arrays."""
+    indices = range(len(dataset) if limit is None else min(limit, len(dataset)))
+    return [a for _, batch in iter_audio(dataset, indices, batch_size=256) for a in batch]

@@ -1,0 +1,43 @@
+"""Tests of the on-disk corpus cache and of the batched NumPy audio reading the pretraining scripts use."""
+
+import numpy as np
+
+from ardm_trl.data import build_tts_corpus
+from ardm_trl.data.corpus_cache import encode_audio, load_audio, load_or_build_corpus
+
+
+def test_saved_corpus_reloads_equal_to_a_fresh_build(tmp_path):
+    built = load_or_build_corpus(tmp_path, 24, seed=3, sampling_rate=16000)
+    folder = tmp_path / "corpus_24_3_16000"
+    assert folder.is_dir() and not (tmp_path / "corpus_24_3_16000.partial").exists()
+    reloaded = load_or_build_corpus(tmp_path, 24, seed=3, sampling_rate=16000)
+    fresh = build_tts_corpus(24, seed=3, sampling_rate=16000)
+    for split in ("train", "test"):
+        assert reloaded[split]["text"] == fresh[split]["text"] == built[split]["text"]
+        for a, b in zip(load_audio(reloaded[split]), fresh[split]["audio"]):
+            np.testing.assert_array_equal(a, np.asarray(b, dtype=np.float32))
+
+
+def test_a_half_written_corpus_is_never_loaded(tmp_path):
+    stale = tmp_path / "corpus_12_0_16000.partial"  # what a run killed while saving leaves behind
+    stale.mkdir()
+    (stale / "dataset_dict.json").write_text("{")
+    corpus = load_or_build_corpus(tmp_path, 12, seed=0, sampling_rate=16000)
+    assert len(corpus["train"]) + len(corpus["test"]) == 12 and not stale.exists()
+    assert len(load_or_build_corpus(tmp_path, 12, seed=0, sampling_rate=16000)["train"]) == len(corpus["train"])
+
+
+def test_encode_audio_keeps_row_order_and_batches_similar_durations(tmp_path):
+    split = load_or_build_corpus(tmp_path, 30, seed=1, sampling_rate=16000)["train"]
+    batches = []
+
+    def encode_list(waveforms):
+        assert all(w.dtype == np.float32 for w in waveforms)
+        batches.append([len(w) for w in waveforms])
+        return [len(w) for w in waveforms]
+
+    encoded = encode_audio(split, encode_list, batch_size=4)
+    assert encoded == [len(a) for a in split["audio"]]
+    flat = [n for batch in batches for n in batch]
+    assert flat == sorted(flat) and max(len(b) for b in batches) == 4
+    assert len(load_audio(split, limit=5)) == 5
