@@ -47,7 +47,7 @@ def iter_audio(dataset, indices: Sequence[int], batch_size: int = 32):
     for start in range(0, len(indices), batch_size):
         chunk = [int(i) for i in indices[start : start + batch_size]]
         audio = numpy_view[chunk]["audio"]
-        yield chunk, [np.asarray(a, dtype=np.float32) for a in audio]
+        yield chunk, [np.array(a, dtype=np.float32) for a in audio]  # writable copies: arrow buffers are read-only
 
 
 def encode_audio(dataset, encode_list: Callable[[list[np.ndarray]], list[Any]], batch_size: int = 32) -> list:
