@@ -50,7 +50,7 @@ from trl import TrlParser
 
 from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
 from ardm_trl.data.collators import ARDMDataCollator
-from ardm_trl.data.corpus_cache import encode_audio, load_audio, load_or_build_corpus
+from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_audio, load_audio, load_or_build_corpus
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import text_conditioning_gain
 
@@ -63,7 +63,8 @@ class ScriptArguments:
     corpus_seed: int = field(default=0, metadata={"help": "Seed of the corpus."})
     codec_path: str | None = field(default=None, metadata={"help": "Codec folder; default: the bundled codec."})
     corpus_cache_dir: str = field(
-        default="outputs/corpora", metadata={"help": "Where the built corpus is saved and reused (shared by the scripts)."}
+        default=DEFAULT_CORPUS_CACHE_DIR,
+        metadata={"help": "Where the built corpus is saved and reused (shared by the scripts)."},
     )
     data_cache: str = field(
         default="outputs/pretrain_ardm/latents.pt", metadata={"help": "Cache of the encoded corpus (reused)."}

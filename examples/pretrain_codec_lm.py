@@ -44,6 +44,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
+from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_audio, load_audio, load_or_build_corpus
 from ardm_trl.models.codec_lm import (
     CodecLMConfig,
     CodecLMDataCollator,
@@ -64,7 +65,8 @@ class ScriptArguments:
         default=None, metadata={"help": "Speech tokenizer folder; default: the bundled one."}
     )
     corpus_cache_dir: str = field(
-        default="outputs/corpora", metadata={"help": "Where the built corpus is saved and reused (shared by the scripts)."}
+        default=DEFAULT_CORPUS_CACHE_DIR,
+        metadata={"help": "Where the built corpus is saved and reused (shared by the scripts)."},
     )
     data_cache: str = field(
         default="outputs/codec_lm_data/tokens.pt", metadata={"help": "Cache of the tokenized corpus (reused)."}
@@ -106,12 +108,10 @@ def load_speech_tokenizer(path: str | None):
 
 def tokenize_corpus(
     num_utterances: int, seed: int, speech_tokenizer, cache: str | Path, tokenizer_key: str = "bundled",
-    corpus_cache_dir: str | Path | None = None,
+    corpus_cache_dir: str | Path = DEFAULT_CORPUS_CACHE_DIR,
 ) -> dict:
-    """Build the corpus (saved in `corpus_cache_dir`, default: beside `cache`) and tokenize its audio (cached in
+    """Build the corpus (saved in `corpus_cache_dir`, shared with the other scripts) and tokenize its audio (cached in
     `cache`): per split, lists of the label columns, `speech_ids` and, for the test split, the original `audio`."""
-    from ardm_trl.data.corpus_cache import encode_audio, load_audio, load_or_build_corpus
-
     cache = Path(cache)
     key = {"num_utterances": num_utterances, "seed": seed, "tokenizer": tokenizer_key}
     if cache.is_file():
@@ -120,7 +120,7 @@ def tokenize_corpus(
             logger.info("reusing the tokenized corpus in %s", cache)
             return data
     start = time.time()
-    corpus = load_or_build_corpus(corpus_cache_dir or cache.parent, num_utterances, seed, speech_tokenizer.sampling_rate)
+    corpus = load_or_build_corpus(corpus_cache_dir, num_utterances, seed, speech_tokenizer.sampling_rate)
     data = {"key": key, "sampling_rate": speech_tokenizer.sampling_rate}
     for split, dataset in corpus.items():
         with torch.no_grad():

@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+DEFAULT_CORPUS_CACHE_DIR = "outputs/corpora"
+"""Where the example and benchmark scripts keep built corpora, so that each corpus is built once for all of them."""
+
 
 def load_or_build_corpus(cache_dir: str | Path, num_utterances: int, seed: int, sampling_rate: int):
     """`build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate)`, saved under `cache_dir` (one
