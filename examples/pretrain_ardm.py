@@ -52,7 +52,7 @@ from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
 from ardm_trl.data.collators import ARDMDataCollator
 from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_audio, load_audio, load_or_build_corpus
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
-from ardm_trl.evaluation import text_conditioning_gain
+from ardm_trl.evaluation import teacher_forced_latents, text_conditioning_gain
 
 logger = logging.getLogger("pretrain_ardm")
 
@@ -298,6 +298,12 @@ def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) 
         "generated": codec.decode_list(generated),
         "corpus audio": [test["audio"][i] for i in chosen],
         "codec reconstruction": codec.decode_list([test["latents"][i] for i in chosen]),
+        # every patch re-predicted from the true previous ones (no exposure bias): how much of the text one
+        # next-patch prediction carries, drawn by the sampler and as the head's conditional-mean estimate
+        "teacher-forced sample": codec.decode_list(teacher_forced_latents(model, gain_batch, "sample",
+                                                                          seed=script_args.eval_seed)),
+        "teacher-forced mean": codec.decode_list(teacher_forced_latents(model, gain_batch, "mean",
+                                                                        seed=script_args.eval_seed)),
     }
     results = {}
     for name, audio in systems.items():

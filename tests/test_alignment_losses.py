@@ -10,7 +10,7 @@ from conftest import tiny_ardm_config
 
 from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
 from ardm_trl.data.collators import ARDMDataCollator
-from ardm_trl.evaluation import text_conditioning_gain
+from ardm_trl.evaluation import teacher_forced_latents, text_conditioning_gain
 from ardm_trl.models.guided_attention import diagonal_prior, guided_attention_loss
 
 
@@ -237,3 +237,43 @@ def test_no_ctc_head_without_the_ctc_loss():
     assert ARDMForSpeechSynthesis(tiny_ardm_config()).ctc_head is None
     with pytest.raises(ValueError, match="ctc_loss_weight"):
         tiny_ardm_config(ctc_loss_weight=-0.5)
+
+
+def _teacher_forced_error(model, batch, **kwargs):
+    estimates = teacher_forced_latents(model.eval(), batch, **kwargs)
+    lengths = batch["latents_mask"].sum(-1).tolist()
+    assert [e.shape[0] for e in estimates] == lengths
+    return sum(float((e - x[:n]).pow(2).mean()) for e, x, n in zip(estimates, batch["latents"], lengths)) / len(lengths)
+
+
+def test_teacher_forced_latents_carry_the_text_once_the_model_reads_it():
+    config = tiny_ardm_config(guided_attention_weight=1.0, cfg_dropout_prob=0.0)
+    model = ARDMForSpeechSynthesis(config)
+    batch = _text_reading_batch(config)
+    before = _teacher_forced_error(model, batch, estimate="mean")
+    train(model, batch, steps=60)
+    after = _teacher_forced_error(model, batch, estimate="mean")
+    assert after < 0.5 * before, (before, after)
+    sampled = _teacher_forced_error(model, batch, estimate="sample", num_inference_steps=8, lm_guidance_scale=2.0)
+    assert sampled < before, (before, sampled)
+    first = teacher_forced_latents(model, batch, estimate="sample", num_inference_steps=4, seed=3)
+    again = teacher_forced_latents(model, batch, estimate="sample", num_inference_steps=4, seed=3)
+    torch.testing.assert_close(first, again)  # seeded
+    with pytest.raises(ValueError, match="'sample' or 'mean'"):
+        teacher_forced_latents(model, batch, estimate="mode")
+
+
+def test_teacher_forced_latents_of_an_utterance_do_not_depend_on_its_batch():
+    config = tiny_ardm_config()
+    model = ARDMForSpeechSynthesis(config).eval()
+    generator = torch.Generator().manual_seed(0)
+    rows = [
+        {"text_input_ids": torch.randint(1, config.text_vocab_size, (n,), generator=generator).tolist(),
+         "latents": torch.randn(frames, config.latent_dim, generator=generator)}
+        for n, frames in ((5, 10), (9, 23))
+    ]  # fmt: skip
+    collate = ARDMDataCollator(config.patch_size)
+    alone = teacher_forced_latents(model, collate(rows[:1]), estimate="mean")[0]
+    together = teacher_forced_latents(model, collate(rows), estimate="mean")
+    assert [x.shape[0] for x in together] == [10, 23]  # true lengths, not the padded patch multiple
+    torch.testing.assert_close(together[0], alone, atol=1e-5, rtol=1e-4)

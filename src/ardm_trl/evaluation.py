@@ -126,4 +126,78 @@ def text_conditioning_gain(model, batch: dict[str, torch.Tensor], timestep: int 
     return {**errors, "gain": 1.0 - errors["conditional"] / errors["unconditional"]}
 
 
-__all__ = ["ARDMEvaluation", "evaluate_ardm", "score_audio", "text_conditioning_gain"]
+@torch.no_grad()
+def teacher_forced_latents(
+    model,
+    batch: dict[str, torch.Tensor],
+    estimate: str = "sample",
+    lm_guidance_scale: float = 1.0,
+    num_inference_steps: int | None = None,
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    """Every patch of real utterances re-predicted by an ARDM from the *true* previous patches: where its errors come
+    from. Free-running samples add exposure bias (each patch is conditioned on the model's own previous ones); these
+    do not, so decoding them and scoring the audio (e.g. hama CTC NLL) measures how well a single next-patch
+    prediction carries the text.
+
+    Args:
+        model ([`ARDMForSpeechSynthesis`] or a peft model of one): the model.
+        batch (`dict`): an `ARDMDataCollator` batch of real utterances (`text_input_ids`, `latents`, masks, optional
+            voice prompts).
+        estimate (`str`, *optional*, defaults to `"sample"`): `"sample"` draws each patch with the model's sampler
+            (`num_inference_steps` DDPM steps, like `generate`); `"mean"` is the head's clean-patch estimate from pure
+            noise at the last training timestep, its estimate of the conditional mean `E[x_n | x_<n, text]`.
+        lm_guidance_scale (`float`, *optional*, defaults to `1.0`): LM guidance weight `w` (1 = conditional model).
+        num_inference_steps (`int`, *optional*): denoising steps of `"sample"`; default `config.num_inference_steps`.
+        seed (`int`, *optional*, defaults to `0`): seed of the noise (utterance `b` starts from the noise of seed
+            `seed + b`; the sampler's later noise is drawn for the whole batch).
+
+    Returns:
+        `list[torch.FloatTensor]`: per utterance, latents `(F_b, D)` of its true length (ready for `codec.decode_list`).
+    """
+    from .models.ardm.diffusion import build_scheduler
+
+    if estimate not in ("sample", "mean"):
+        raise ValueError(f"`estimate` must be 'sample' or 'mean', got {estimate!r}.")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    keys = ("text_input_ids", "latents", "text_attention_mask", "latents_mask", "prompt_latents", "prompt_latents_mask")
+    inputs = [batch.get(k) for k in keys]
+    inputs = [x.to(base.device) if isinstance(x, torch.Tensor) else x for x in inputs]
+    states = base.compute_lm_states(*inputs, unconditional=lm_guidance_scale != 1.0)
+    valid = states.patch_mask
+    hidden, previous = states.hidden[valid], states.previous_patches[valid]  # (M, H), (M, PD)
+    unconditional = states.unconditional_hidden[valid] if states.unconditional_hidden is not None else None
+    shape = previous.shape
+    # the starting noise of utterance b is drawn from its own generator (seed + b), so its "mean" estimate does not
+    # depend on the other utterances of the batch
+    noise = torch.cat([
+        torch.randn((int(n), shape[-1]), generator=torch.Generator(device=hidden.device).manual_seed(seed + b),
+                    device=hidden.device, dtype=previous.dtype)
+        for b, n in enumerate(valid.sum(-1).tolist())
+    ])  # fmt: skip
+    if estimate == "mean":
+        schedule = base.noise_schedule
+        noisy = noise
+        timesteps = torch.full(shape[:1], schedule.num_train_timesteps - 1, device=hidden.device, dtype=torch.long)
+        prediction = base.guided_prediction(hidden, unconditional, previous, noisy, timesteps, lm_guidance_scale)
+        patches = schedule.to_sample(prediction, noisy, timesteps)
+    else:
+        scheduler = build_scheduler(base.config.scheduler_config)
+        scheduler.set_timesteps(num_inference_steps or base.config.num_inference_steps, device=hidden.device)
+        generator = torch.Generator(device=hidden.device).manual_seed(seed)
+        patches = noise * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            timesteps = torch.full(shape[:1], int(t), device=hidden.device, dtype=torch.long)
+            model_input = scheduler.scale_model_input(patches, t)
+            prediction = base.guided_prediction(hidden, unconditional, previous, model_input, timesteps,
+                                                lm_guidance_scale)  # fmt: skip
+            patches = scheduler.step(prediction, t, patches, generator=generator).prev_sample
+    full = torch.zeros_like(states.patches)
+    full[valid] = patches.to(full.dtype)
+    latents = full.reshape(full.shape[0], -1, base.config.latent_dim)
+    latents_mask = inputs[3]
+    lengths = latents_mask.sum(-1) if latents_mask is not None else torch.full((latents.shape[0],), inputs[1].shape[1])
+    return [latents[b, : int(n)] for b, n in enumerate(lengths)]
+
+
+__all__ = ["ARDMEvaluation", "evaluate_ardm", "score_audio", "teacher_forced_latents", "text_conditioning_gain"]

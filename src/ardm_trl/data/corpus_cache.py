@@ -41,7 +41,8 @@ def load_or_build_corpus(cache_dir: str | Path, num_utterances: int, seed: int, 
         shutil.rmtree(partial)  # left by a run killed while saving
     corpus.save_to_disk(str(partial))
     partial.rename(folder)  # a killed run leaves only the .partial folder, which is never loaded
-    return corpus
+    del corpus
+    return datasets.load_from_disk(str(folder))  # memory-mapped: the caller does not hold the audio in memory
 
 
 def iter_audio(dataset, indices: Sequence[int], batch_size: int = 32):
