@@ -98,6 +98,11 @@ class ARDMModelArguments:
     ctc_loss_weight: float = field(
         default=1.0, metadata={"help": "Weight of the auxiliary text CTC on the LM states (0 = off; docs/models.md)."}
     )
+    context_noise_std: float = field(
+        default=0.0,
+        metadata={"help": "Std of the Gaussian noise on the patches the model reads (LM inputs, the head's previous "
+                  "patch), not on its targets, against exposure bias (docs/models.md, 'Pretraining aids'); 0 = off."},
+    )
     prediction_type: str = field(
         default="v_prediction",
         metadata={"help": "What the head predicts: 'v_prediction' (default: its loss weights the low-SNR steps, where "
@@ -229,6 +234,7 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
         config.guided_attention_weight = model_args.guided_attention_weight
         config.guided_attention_sigma = model_args.guided_attention_sigma
         config.ctc_loss_weight = model_args.ctc_loss_weight
+        config.context_noise_std = model_args.context_noise_std
         config.scheduler_config = {**config.scheduler_config, "prediction_type": model_args.prediction_type}
         return ARDMForSpeechSynthesis.from_pretrained(model_args.init_from, config=config)  # a new CTC head starts fresh
     config = ARDMConfig(
@@ -250,6 +256,7 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
         guided_attention_weight=model_args.guided_attention_weight,
         guided_attention_sigma=model_args.guided_attention_sigma,
         ctc_loss_weight=model_args.ctc_loss_weight,
+        context_noise_std=model_args.context_noise_std,
         scheduler_config={"prediction_type": model_args.prediction_type},
         max_patches=-(-2 * max_frames // model_args.patch_size),  # twice the longest training utterance
     )

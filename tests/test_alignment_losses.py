@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_ardm_config
 
-from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
+from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis, ARDMValueModel
 from ardm_trl.data.collators import ARDMDataCollator
 from ardm_trl.evaluation import teacher_forced_latents, text_conditioning_gain
 from ardm_trl.models.guided_attention import diagonal_prior, guided_attention_loss
@@ -277,3 +277,45 @@ def test_teacher_forced_latents_of_an_utterance_do_not_depend_on_its_batch():
     together = teacher_forced_latents(model, collate(rows), estimate="mean")
     assert [x.shape[0] for x in together] == [10, 23]  # true lengths, not the padded patch multiple
     torch.testing.assert_close(together[0], alone, atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ context noise
+def test_context_noise_corrupts_what_the_model_reads_not_its_targets():
+    config = tiny_ardm_config(context_noise_std=0.5)
+    model = ARDMForSpeechSynthesis(config).eval()
+    batch = _text_reading_batch(config, batch=8, patches=8)
+    inputs = (batch["text_input_ids"], batch["latents"])
+    clean = model.compute_lm_states(*inputs, latents_mask=batch["latents_mask"])
+    torch.manual_seed(0)
+    noisy = model.compute_lm_states(*inputs, latents_mask=batch["latents_mask"], context_noise_std=0.5)
+    torch.testing.assert_close(noisy.patches, clean.patches)  # the targets stay clean
+    torch.testing.assert_close(noisy.previous_patches[:, 0], clean.previous_patches[:, 0])  # no patch before the first
+    added = (noisy.previous_patches - clean.previous_patches)[:, 1:]
+    assert 0.4 < added.std().item() < 0.6, added.std()
+    assert not torch.allclose(noisy.hidden, clean.hidden)  # the LM reads the noisy patches too
+
+
+def test_context_noise_only_in_pretraining_forward():
+    module = importlib.import_module("ardm_trl.models.ardm.modeling_ardm")
+    config = tiny_ardm_config(context_noise_std=0.3)
+    model = ARDMForSpeechSynthesis(config)
+    batch = _text_reading_batch(config)
+    seen = []
+    original = module.ARDMForSpeechSynthesis.compute_lm_states
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("context_noise_std", 0.0))
+        return original(self, *args, **kwargs)
+
+    module.ARDMForSpeechSynthesis.compute_lm_states = spy
+    try:
+        model.train()(**batch)  # pretraining: labels in training mode
+        model.eval()(**batch)  # evaluation loss
+        model.train()(**{k: v for k, v in batch.items() if k != "labels"})  # no labels: not a pretraining pass
+    finally:
+        module.ARDMForSpeechSynthesis.compute_lm_states = original
+    assert seen == [0.3, 0.0, 0.0]
+    value_model = ARDMValueModel.from_ardm(model)
+    assert value_model.config.context_noise_std == 0.0
+    with pytest.raises(ValueError, match="context_noise_std"):
+        tiny_ardm_config(context_noise_std=-0.1)

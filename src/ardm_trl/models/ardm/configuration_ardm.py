@@ -103,6 +103,13 @@ class ARDMConfig(PretrainedConfig):
             Weight of an auxiliary CTC loss of the text from the LM states in pretraining (0 = off, and no CTC head is
             built): each state emits `patch_size` frames over the text vocabulary (blank = `text_pad_token_id`), so
             the state that predicts a patch must know which text units it speaks. Unused in sampling and RL.
+        context_noise_std (`float`, *optional*, defaults to `0.0`):
+            Standard deviation of Gaussian noise added in pretraining to the clean patches the model *reads* (the LM's
+            patch inputs and the head's previous-patch input), never to the patches it predicts (0 = off). At sampling
+            time the context is the model's own, imperfect output; a model trained on exact context learns to
+            continue it rather than read the text, and its errors compound (exposure bias). Noisy context makes the
+            text the more reliable source (the role of Tacotron's always-on pre-net dropout). The voice prompt stays
+            clean. Unused in sampling and RL.
     """
 
     model_type = "ardm"
@@ -129,6 +136,7 @@ class ARDMConfig(PretrainedConfig):
         guided_attention_sigma: float = 0.2,
         guided_attention_heads: int | None = None,
         ctc_loss_weight: float = 0.0,
+        context_noise_std: float = 0.0,
         **kwargs: Any,
     ):
         if backbone_config is None:
@@ -159,6 +167,7 @@ class ARDMConfig(PretrainedConfig):
         self.guided_attention_sigma = guided_attention_sigma
         self.guided_attention_heads = guided_attention_heads
         self.ctc_loss_weight = ctc_loss_weight
+        self.context_noise_std = context_noise_std
         super().__init__(**kwargs)
         self.validate()
 
@@ -201,6 +210,8 @@ class ARDMConfig(PretrainedConfig):
             )
         if self.ctc_loss_weight < 0:
             raise ValueError(f"`ctc_loss_weight` must be >= 0 (0 = off), got {self.ctc_loss_weight}.")
+        if self.context_noise_std < 0:
+            raise ValueError(f"`context_noise_std` must be >= 0 (0 = off), got {self.context_noise_std}.")
         heads = self.guided_attention_heads
         if heads is not None and not 1 <= heads <= self.backbone_config.num_attention_heads:
             raise ValueError(

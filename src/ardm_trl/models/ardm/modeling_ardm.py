@@ -191,17 +191,23 @@ class ARDMPreTrainedModel(PreTrainedModel):
         drop_text: torch.BoolTensor | None = None,
         unconditional: bool = False,
         guided_attention: bool = False,
+        context_noise_std: float = 0.0,
     ) -> ARDMStates:
         """LM states of every position of clean trajectories `latents`, in one teacher-forced pass.
 
         With `unconditional=True` the conditional and the unconditional (text dropped) passes run batched together
         and `unconditional_hidden` is filled (for LM guidance in the RL trainers). With `guided_attention=True` the pass
-        runs with eager attention and `guided_attention_loss` is filled (pretraining).
+        runs with eager attention and `guided_attention_loss` is filled (pretraining). With `context_noise_std > 0` the
+        patches the model reads (LM inputs, `previous_patches`) get Gaussian noise of that std; `patches` (the
+        targets) stay clean (pretraining; see `ARDMConfig.context_noise_std`).
         """
         if text_attention_mask is None:
             text_attention_mask = text_input_ids.ne(self.config.text_pad_token_id)
         patches, patch_mask = self.patchify(latents, latents_mask)  # (B, N, PD), (B, N)
         batch, num_patches, _ = patches.shape
+        context = patches
+        if context_noise_std > 0:
+            context = patches + context_noise_std * torch.randn_like(patches) * patch_mask[..., None]
         prompt_patches = prompt_mask = None
         if prompt_latents is not None:
             prompt_patches, prompt_mask = self.patchify(prompt_latents, prompt_latents_mask)
@@ -217,7 +223,7 @@ class ARDMPreTrainedModel(PreTrainedModel):
         prefix, prefix_mask = self.backbone.build_prefix(
             twice(text_input_ids), twice(text_attention_mask), twice(prompt_patches), twice(prompt_mask), drop_text
         )
-        inputs = torch.cat([prefix, self.backbone.patch_embedding(twice(patches))], dim=1)  # (cB, Lp + N, H)
+        inputs = torch.cat([prefix, self.backbone.patch_embedding(twice(context))], dim=1)  # (cB, Lp + N, H)
         mask = torch.cat([prefix_mask, twice(patch_mask).long()], dim=1)
         guided_loss = None
         if guided_attention:
@@ -235,7 +241,7 @@ class ARDMPreTrainedModel(PreTrainedModel):
             has_prompt = prompt_mask.any(-1)
             picked = prompt_patches[torch.arange(batch, device=patches.device), last]
             first_previous = torch.where(has_prompt[:, None], picked, first_previous[:, 0])[:, None]
-        previous = torch.cat([first_previous, patches[:, :-1]], dim=1)
+        previous = torch.cat([first_previous, context[:, :-1]], dim=1)
         return ARDMStates(
             hidden=states[:batch, :num_patches],
             unconditional_hidden=states[batch:, :num_patches] if unconditional else None,
@@ -392,6 +398,7 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
         states = self.compute_lm_states(
             text_input_ids, latents, text_attention_mask, latents_mask, prompt_latents, prompt_latents_mask, drop_text,
             guided_attention=guided,
+            context_noise_std=self.config.context_noise_std if self.training and labels is not None else 0.0,
         )
         stop_logits = self.stop_logits(states.stop_hidden)  # (B, N + 1)
         loss = diffusion_loss = stop_loss = ctc_loss = None
@@ -455,11 +462,11 @@ class ARDMValueModel(ARDMPreTrainedModel):
     @classmethod
     def from_ardm(cls, ardm: ARDMPreTrainedModel, **config_overrides) -> ARDMValueModel:
         """Initialise from a trained ARDM: same LM and head body, new zero-initialised scalar output layer. The
-        policy's pretraining-only losses (guided attention, text CTC) are switched off in the new config."""
+        policy's pretraining-only aids (guided attention, text CTC, context noise) are switched off in the new config."""
         values = ardm.config.to_dict()
         for key in ("model_type", "architectures", "transformers_version", "_name_or_path"):
             values.pop(key, None)
-        values.update(guided_attention_weight=0.0, ctc_loss_weight=0.0)
+        values.update(guided_attention_weight=0.0, ctc_loss_weight=0.0, context_noise_std=0.0)
         values.update(config_overrides)
         model = cls(cls.config_class(**values))
         model.backbone.load_state_dict(ardm.backbone.state_dict())
