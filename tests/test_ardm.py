@@ -293,3 +293,43 @@ def test_a_diverging_sample_is_ended_not_passed_on_as_nan(tiny_config):
     assert torch.isfinite(out.latents).all()
     assert out.num_patches.tolist() == [5, 2]
     assert out.latents_mask[1].sum() == 2 * tiny_config.patch_size
+
+
+def test_tempered_step_scales_only_the_added_noise(tiny_config):
+    from diffusers import DDIMScheduler
+
+    from ardm_trl.models.ardm.diffusion import build_scheduler, tempered_step
+
+    scheduler = build_scheduler(tiny_config.scheduler_config)
+    scheduler.set_timesteps(8)
+    rows = 20000
+    sample = torch.randn(1, 6).expand(rows, -1)  # one state, many noise draws
+    prediction = torch.randn(1, 6).expand(rows, -1)
+    for t in scheduler.timesteps:
+        steps = {T: tempered_step(scheduler, prediction, t, sample, T, torch.Generator().manual_seed(0))
+                 for T in (1.0, 0.5, 0.0)}  # fmt: skip
+        assert torch.equal(steps[1.0], scheduler.step(prediction, t, sample,
+                                                      generator=torch.Generator().manual_seed(0)).prev_sample)
+        # T = 0 is the posterior mean: the average of many T = 1 draws
+        spread = (steps[1.0] - steps[0.0]).std(0).max().item()
+        torch.testing.assert_close(steps[1.0].mean(0), steps[0.0][0], atol=5 * spread / rows**0.5 + 1e-6, rtol=0)
+        torch.testing.assert_close(steps[0.5], (steps[1.0] + steps[0.0]) / 2, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="DDPMScheduler"):
+        ddim = DDIMScheduler.from_config(scheduler.config)
+        ddim.set_timesteps(8)
+        tempered_step(ddim, prediction, ddim.timesteps[0], sample, 0.5)
+
+
+def test_lower_temperature_narrows_the_samples():
+    # a small perturbation of a fresh v-prediction model keeps its samples inside the sampler's clipping range
+    tiny_config = tiny_ardm_config(scheduler_config={"prediction_type": "v_prediction"})
+    model = _perturb(ARDMForSpeechSynthesis(tiny_config), scale=0.01).eval()
+    text = torch.tensor([[1, 2, 3, 4]]).expand(256, -1)
+
+    def first_patches(**kwargs):
+        out = model.generate(text, max_patches=1, min_patches=1, generator=torch.Generator().manual_seed(0), **kwargs)
+        return out.latents[:, : tiny_config.patch_size].flatten(1)
+
+    default, one, cold = first_patches(), first_patches(temperature=1.0), first_patches(temperature=0.3)
+    assert torch.equal(default, one)  # temperature 1 is the model's own sampler
+    assert (cold.var(0) < 0.5 * one.var(0)).all(), (cold.var(0), one.var(0))

@@ -25,6 +25,41 @@ def build_scheduler(scheduler_config: dict[str, Any]) -> SchedulerMixin:
     return scheduler_cls.from_config(config)
 
 
+def tempered_step(
+    scheduler: SchedulerMixin,
+    prediction: torch.Tensor,
+    timestep: int | torch.Tensor,
+    sample: torch.Tensor,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One reverse step of a DDPM sampler whose added noise is scaled by `temperature` (MAR's sampling temperature):
+    `x^{t'} = mu(x^t, x_0_hat) + temperature * sigma_{t -> t'} z`, where `mu` is the posterior mean of `q(x^{t'} | x^t,
+    x_0_hat)`. `temperature = 1` is `scheduler.step` itself (the model's distribution); `0` moves to the posterior mean
+    at every step, so only the starting noise is random. Other schedulers only take `temperature = 1`.
+
+    Returns:
+        `torch.Tensor`: the sample at the previous timestep.
+    """
+    out = scheduler.step(prediction, timestep, sample, generator=generator)
+    if temperature == 1.0:
+        return out.prev_sample
+    if not isinstance(scheduler, diffusers.DDPMScheduler):
+        raise ValueError(f"`temperature` != 1 needs a DDPMScheduler, got {type(scheduler).__name__}.")
+    if temperature < 0:
+        raise ValueError(f"`temperature` must be >= 0, got {temperature}.")
+    t = int(timestep)
+    previous_t = int(scheduler.previous_timestep(t))
+    alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
+    alpha_prod_t = alphas_cumprod[t]
+    alpha_prod_prev = alphas_cumprod[previous_t] if previous_t >= 0 else scheduler.one.to(torch.float64)
+    current_alpha = alpha_prod_t / alpha_prod_prev
+    coef_clean = alpha_prod_prev.sqrt() * (1 - current_alpha) / (1 - alpha_prod_t)  # DDPM Eq. 7
+    coef_sample = current_alpha.sqrt() * (1 - alpha_prod_prev) / (1 - alpha_prod_t)
+    mean = float(coef_clean) * out.pred_original_sample + float(coef_sample) * sample
+    return mean + temperature * (out.prev_sample - mean)
+
+
 class NoiseSchedule:
     """Per-timestep `alpha_t`, `sigma_t` of a variance-preserving diffusers schedule, plus prediction conversions.
 

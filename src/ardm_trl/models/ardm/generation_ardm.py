@@ -11,7 +11,7 @@ from diffusers import SchedulerMixin
 from transformers.utils import ModelOutput, logging
 
 from .backbone import IncrementalLM
-from .diffusion import build_scheduler
+from .diffusion import build_scheduler, tempered_step
 
 if TYPE_CHECKING:
     from .modeling_ardm import ARDMValueModel
@@ -58,6 +58,7 @@ class ARDMGenerationMixin:
         stop_threshold: float | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        temperature: float = 1.0,
     ) -> ARDMGenerationOutput:
         r"""
         Sample latents for a batch of texts (of different lengths) and optional voice prompts.
@@ -79,6 +80,10 @@ class ARDMGenerationMixin:
             stop_threshold (`float`, *optional*, defaults to `config.stop_threshold`).
             generator (`torch.Generator`, *optional*): makes sampling reproducible.
             use_cache (`bool`, defaults to `True`): KV cache; `False` recomputes the whole prefix at every patch.
+            temperature (`float`, *optional*, defaults to `1.0`): scales the noise each denoising step adds (MAR's
+                sampling temperature, [`~models.ardm.diffusion.tempered_step`]; DDPM samplers only). `1` samples
+                the model's distribution (what the RL trainers assume); lower values trade diversity for samples
+                nearer the head's conditional mean.
         """
         config = self.config
         guidance = config.lm_guidance_scale if lm_guidance_scale is None else lm_guidance_scale
@@ -153,7 +158,7 @@ class ARDMGenerationMixin:
                     _, value_grad = value_model.value_and_grad(value_lm.hidden, previous, model_input, timesteps)
                     prediction = schedule.add_score(prediction, model_input, timesteps,
                                                     value_guidance_scale * value_grad)
-                sample = scheduler.step(prediction, t, sample, generator=generator).prev_sample
+                sample = tempered_step(scheduler, prediction, t, sample, temperature, generator)
             # 5. a sample that diverged (non-finite values, e.g. an undertrained model far outside its training
             # distribution) ends here rather than passing NaN to the codec and the reward functions
             diverged = ~torch.isfinite(sample).all(dim=-1) & ~finished
