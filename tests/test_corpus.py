@@ -99,6 +99,19 @@ def test_corpus_is_deterministic_given_seed(corpus):
     assert other["text"] != corpus["train"]["text"][:15]
 
 
+def test_corpus_built_in_chunks_or_on_disk_equals_one_piece(corpus, monkeypatch, tmp_path):
+    from ardm_trl.data import corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "_CHUNK_ROWS", 7)  # 45 train rows -> 7 Arrow chunks, 15 test rows -> 3
+    chunked = build_tts_corpus(num_utterances=60, seed=0, test_fraction=0.25, num_test_voices=2)
+    on_disk = build_tts_corpus(num_utterances=60, seed=0, test_fraction=0.25, num_test_voices=2, arrow_dir=tmp_path)
+    for split in ("train", "test"):
+        assert chunked[split].to_dict() == corpus[split].to_dict() == on_disk[split].to_dict()
+        # memory-mapped from the split's Arrow file, not held in memory
+        assert [f["filename"] for f in on_disk[split].cache_files] == [str(tmp_path / f"{split}.arrow")]
+        assert not chunked[split].cache_files
+
+
 def test_resampling_and_voice_subset():
     data = build_tts_corpus(
         num_utterances=4, seed=3, voices=["en-us+f1", "en+m3"], test_fraction=0.0, sampling_rate=16000,

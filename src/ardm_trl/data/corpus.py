@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -170,6 +171,7 @@ def build_tts_corpus(
     rate_levels: dict[str, tuple[int, int]] | None = None,
     sampling_rate: int | None = None,
     trim_silence: bool = True,
+    arrow_dir: str | Path | None = None,
 ):
     """Build a multi-speaker English TTS corpus with espeak-ng.
 
@@ -191,6 +193,10 @@ def build_tts_corpus(
         sampling_rate (`int`, *optional*): resample the audio to this rate with torchaudio; defaults to espeak's
             22050 Hz.
         trim_silence (`bool`, *optional*, defaults to `True`): cut leading and trailing silence down to 50 ms.
+        arrow_dir (`str` or `Path`, *optional*): write each split to an Arrow file in this (existing) folder while it
+            is synthesised, `_CHUNK_ROWS` utterances at a time, and return memory-mapped datasets over those files:
+            the memory then holds one chunk of audio, not the corpus (what tens of thousands of utterances need; the
+            files must outlive the datasets). By default the corpus is built in memory.
 
     Returns:
         `datasets.DatasetDict`: splits `"train"` and `"test"` with columns `audio` (float32 list), `sampling_rate`,
@@ -214,8 +220,12 @@ def build_tts_corpus(
         num_utterances, seed, voices, test_fraction, num_test_voices if test_fraction > 0 else 0, hard_fraction,
         pitch_levels, rate_levels,
     )  # fmt: skip
+    features = _corpus_features()
     phoneme_cache: dict[tuple[str, str], str] = {}
     rows: dict[str, dict[str, list]] = {"train": {}, "test": {}}
+    # rows move into Arrow tables every `_CHUNK_ROWS` utterances, so the audio is held about once (24,000 utterances
+    # of Python-side arrays plus their concatenated copy did not fit in 24 GB)
+    sinks = {split: _TableSink(split, features, arrow_dir) for split in ("train", "test")}
     for utterance in plan:
         waveform, rate = synthesize(utterance.text, utterance.voice, utterance.pitch, utterance.rate)
         if trim_silence:
@@ -242,10 +252,29 @@ def build_tts_corpus(
             "unseen_voice": utterance.unseen_voice,
             "duration": len(waveform) / rate,
         }
+        columns = rows[utterance.split]
         for column, value in row.items():
-            rows[utterance.split].setdefault(column, []).append(value)
+            columns.setdefault(column, []).append(value)
+        if len(columns["audio"]) >= _CHUNK_ROWS:
+            sinks[utterance.split].add(_to_table(columns, features))
+            rows[utterance.split] = {}
 
-    features = datasets.Features(
+    splits = {}
+    for split, columns in rows.items():
+        if columns:
+            sinks[split].add(_to_table(columns, features))
+        splits[split] = sinks[split].dataset()
+    logger.info("Built a TTS corpus: %d train / %d test utterances.", len(splits["train"]), len(splits["test"]))
+    return datasets.DatasetDict(splits)
+
+
+_CHUNK_ROWS = 500
+
+
+def _corpus_features():
+    import datasets
+
+    return datasets.Features(
         {
             "audio": datasets.Sequence(datasets.Value("float32")),
             "sampling_rate": datasets.Value("int32"),
@@ -263,19 +292,48 @@ def build_tts_corpus(
             "duration": datasets.Value("float32"),
         }
     )
-    splits = {split: _to_dataset(columns, features) for split, columns in rows.items()}
-    logger.info("Built a TTS corpus: %d train / %d test utterances.", len(splits["train"]), len(splits["test"]))
-    return datasets.DatasetDict(splits)
 
 
-def _to_dataset(columns: dict[str, list], features):
-    """Make a `datasets.Dataset` straight from Arrow arrays (10x faster than `from_dict` on lists of arrays). Empties
-    the `audio` list of `columns` once it is copied into one array."""
-    import datasets
+class _TableSink:
+    """Collects the Arrow chunks of one split: in memory, or appended to `<arrow_dir>/<split>.arrow` (an Arrow
+    stream, the format `datasets` memory-maps)."""
+
+    def __init__(self, split: str, features, arrow_dir: str | Path | None):
+        self.features = features
+        self.tables: list = []
+        self.path = Path(arrow_dir) / f"{split}.arrow" if arrow_dir is not None else None
+        self.writer = None
+        self.num_rows = 0
+
+    def add(self, table) -> None:
+        import pyarrow as pa
+
+        self.num_rows += table.num_rows
+        if self.path is None:
+            self.tables.append(table)
+            return
+        if self.writer is None:
+            self.writer = pa.ipc.new_stream(str(self.path), table.schema)
+        self.writer.write_table(table)
+
+    def dataset(self):
+        import datasets
+        import pyarrow as pa
+
+        if self.num_rows == 0:
+            return datasets.Dataset.from_dict({name: [] for name in self.features}, features=self.features)
+        if self.path is None:
+            table = datasets.table.InMemoryTable(pa.concat_tables(self.tables))
+            return datasets.Dataset(table, info=datasets.DatasetInfo(features=self.features))
+        self.writer.close()
+        return datasets.Dataset.from_file(str(self.path), info=datasets.DatasetInfo(features=self.features))
+
+
+def _to_table(columns: dict[str, list], features):
+    """Arrow table of `columns` (10x faster than `Dataset.from_dict` on lists of arrays). Empties the `audio` list of
+    `columns` once it is copied into one array."""
     import pyarrow as pa
 
-    if not columns:
-        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
     arrays = []
     for name, feature in features.items():
         if name == "audio":
@@ -286,8 +344,7 @@ def _to_dataset(columns: dict[str, list], features):
             arrays.append(pa.ListArray.from_arrays(offsets, pa.array(values)))
         else:
             arrays.append(pa.array(columns[name], type=feature.pa_type))
-    table = pa.Table.from_arrays(arrays, schema=features.arrow_schema)
-    return datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=features))
+    return pa.Table.from_arrays(arrays, schema=features.arrow_schema)
 
 
 def _trim(waveform: np.ndarray, sample_rate: int, threshold: float = 1e-3, keep_seconds: float = 0.05) -> np.ndarray:

@@ -35,13 +35,18 @@ def load_or_build_corpus(cache_dir: str | Path, num_utterances: int, seed: int, 
     folder = Path(cache_dir) / f"corpus_{num_utterances}_{seed}_{sampling_rate}"
     if folder.is_dir():
         return datasets.load_from_disk(str(folder))
-    corpus = build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate)
     partial = folder.with_name(folder.name + ".partial")
     if partial.exists():
-        shutil.rmtree(partial)  # left by a run killed while saving
-    corpus.save_to_disk(str(partial))
-    partial.rename(folder)  # a killed run leaves only the .partial folder, which is never loaded
+        shutil.rmtree(partial)  # left by a run killed while building or saving
+    staging = partial / "staging"
+    staging.mkdir(parents=True)
+    # synthesised straight into Arrow files: the memory holds one chunk of audio, not the corpus
+    corpus = build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate, arrow_dir=staging)
+    saved = partial / "corpus"
+    corpus.save_to_disk(str(saved))
     del corpus
+    saved.rename(folder)  # a killed run leaves only the .partial folder, which is never loaded
+    shutil.rmtree(partial)
     return datasets.load_from_disk(str(folder))  # memory-mapped: the caller does not hold the audio in memory
 
 
