@@ -45,6 +45,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
 from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_audio, load_audio, load_or_build_corpus
+from ardm_trl.evaluation import codec_lm_text_gap
 from ardm_trl.models.codec_lm import (
     CodecLMConfig,
     CodecLMDataCollator,
@@ -271,6 +272,12 @@ def main(script_args: ScriptArguments, training_args: TrainingArguments, model_a
         results = evaluate_codec_lm(model, tokenizer, speech_tokenizer, data["test"], script_args.num_eval_samples,
                                     script_args.text_field, script_args.eval_temperature, script_args.eval_top_k,
                                     script_args.eval_seed)  # fmt: skip
+        # teacher-forced cross-entropy of 64 test utterances with their own text vs the next one's: what the text
+        # is worth to the model (ardm_trl.evaluation.codec_lm_text_gap)
+        test = data["test"]
+        gap_rows = [{"text_ids": tokenizer.encode(t, add_special_tokens=False), "speech_ids": s}
+                    for t, s in zip(test[script_args.text_field][:64], test["speech_ids"][:64])]  # fmt: skip
+        results["teacher_forced_ce"] = codec_lm_text_gap(model, gap_rows)
         results["train_steps"] = steps
         logger.info("evaluation: %s", json.dumps(results, indent=1))
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -319,3 +319,19 @@ def test_context_noise_only_in_pretraining_forward():
     assert value_model.config.context_noise_std == 0.0
     with pytest.raises(ValueError, match="context_noise_std"):
         tiny_ardm_config(context_noise_std=-0.1)
+
+
+def test_codec_lm_text_gap_grows_once_the_model_reads_its_text():
+    from ardm_trl.evaluation import codec_lm_text_gap
+
+    model = _codec_lm(guided_attention_weight=1.0)
+    generator = torch.Generator().manual_seed(1)
+    rows = [{"text_ids": t.tolist(), "speech_ids": (2 * t + 1).tolist()}
+            for t in torch.randint(0, 12, (6, 6), generator=generator)]  # fmt: skip
+    before = codec_lm_text_gap(model, rows, batch_size=4)
+    train(model, _codec_lm_batch(model), steps=80)
+    after = codec_lm_text_gap(model, rows, batch_size=4)
+    assert abs(before["gap"]) < 0.1 and after["gap"] > 1.0, (before, after)
+    assert after["matched"] < before["matched"] and model.training  # the training mode is restored
+    with pytest.raises(ValueError, match="at least two rows"):
+        codec_lm_text_gap(model, rows[:1])

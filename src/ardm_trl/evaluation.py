@@ -200,4 +200,46 @@ def teacher_forced_latents(
     return [latents[b, : int(n)] for b, n in enumerate(lengths)]
 
 
-__all__ = ["ARDMEvaluation", "evaluate_ardm", "score_audio", "teacher_forced_latents", "text_conditioning_gain"]
+@torch.no_grad()
+def codec_lm_text_gap(model, rows: Sequence[dict[str, Any]], batch_size: int = 16) -> dict[str, float]:
+    """How much a codec-token TTS LM reads its text: the teacher-forced cross-entropy (nats per speech token, end of
+    speech included) of real utterances with their own text, and with the text of the next row (a "shifted" text of
+    the same corpus, so both conditions have real texts of similar lengths). A model that ignores its text scores
+    the same in both; the gap is what the text is worth to it.
+
+    Args:
+        model ([`CodecLMForSpeechSynthesis`]): the codec LM (put in eval mode for the measurement).
+        rows (`Sequence[dict]`): at least two rows with `text_ids` (text-unit ids) and `speech_ids` (codes), as
+            [`CodecLMDataCollator`] takes them.
+        batch_size (`int`, *optional*, defaults to `16`): rows per forward pass.
+
+    Returns:
+        `dict[str, float]`: `matched` and `shifted` cross-entropies and `gap = shifted - matched`.
+    """
+    from .models.codec_lm import CodecLMDataCollator
+
+    rows = list(rows)
+    if len(rows) < 2:
+        raise ValueError(f"`codec_lm_text_gap` needs at least two rows (one's text conditions another's speech), got {len(rows)}.")
+    collate = CodecLMDataCollator(model.config)
+    was_training = model.training
+    model.eval()
+    shifted_rows = [{"text_ids": rows[(i + 1) % len(rows)]["text_ids"], "speech_ids": row["speech_ids"]}
+                    for i, row in enumerate(rows)]  # fmt: skip
+    results = {}
+    for name, condition in (("matched", rows), ("shifted", shifted_rows)):
+        total, count = 0.0, 0
+        for start in range(0, len(condition), batch_size):
+            batch = {k: v.to(model.device) for k, v in collate(condition[start : start + batch_size]).items()}
+            tokens = int(batch["labels"][:, 1:].ne(-100).sum())
+            total += float(model(**batch).loss) * tokens
+            count += tokens
+        results[name] = total / count
+    model.train(was_training)
+    return {**results, "gap": results["shifted"] - results["matched"]}
+
+
+__all__ = [
+    "ARDMEvaluation", "codec_lm_text_gap", "evaluate_ardm", "score_audio", "teacher_forced_latents",
+    "text_conditioning_gain",
+]
