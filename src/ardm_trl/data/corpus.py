@@ -40,6 +40,7 @@ DEFAULT_VOICES: tuple[str, ...] = tuple(
 # label -> inclusive range of espeak base pitch (0-100) / rate (words per minute); gaps keep the labels separable.
 DEFAULT_PITCH_LEVELS: dict[str, tuple[int, int]] = {"low": (20, 32), "mid": (44, 56), "high": (68, 80)}
 DEFAULT_RATE_LEVELS: dict[str, tuple[int, int]] = {"slow": (120, 140), "normal": (165, 185), "fast": (215, 240)}
+_CHUNK_ROWS = 500  # utterances per Arrow chunk while building
 
 
 def default_voices() -> list[str]:
@@ -268,8 +269,6 @@ def build_tts_corpus(
     return datasets.DatasetDict(splits)
 
 
-_CHUNK_ROWS = 500
-
 
 def _corpus_features():
     import datasets
@@ -339,7 +338,7 @@ def _to_table(columns: dict[str, list], features):
         if name == "audio":
             lengths = np.array([0] + [len(a) for a in columns[name]], dtype=np.int64)
             values = np.concatenate(columns[name], dtype=np.float32)
-            columns[name].clear()  # free the per-utterance arrays: at most two copies of the audio at once
+            columns[name].clear()  # free the per-utterance arrays: at most two copies of the chunk's audio
             offsets = pa.array(np.cumsum(lengths).astype(np.int32))
             arrays.append(pa.ListArray.from_arrays(offsets, pa.array(values)))
         else:
