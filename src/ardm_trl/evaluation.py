@@ -95,6 +95,14 @@ def evaluate_ardm(
     )
 
 
+def _teacher_forced_inputs(model, batch: dict[str, torch.Tensor]) -> tuple[Any, list]:
+    """The ARDM under a (peft) `model` and the positional arguments of `compute_lm_states` from a collator `batch`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    keys = ("text_input_ids", "latents", "text_attention_mask", "latents_mask", "prompt_latents", "prompt_latents_mask")
+    inputs = [batch.get(k) for k in keys]
+    return base, [x.to(base.device) if isinstance(x, torch.Tensor) else x for x in inputs]
+
+
 @torch.no_grad()
 def text_conditioning_gain(model, batch: dict[str, torch.Tensor], timestep: int = 600, seed: int = 0) -> dict[str, float]:
     """Does an ARDM read its text? The error of its clean-patch estimate `x_hat(x_n^t)` at a low-SNR `timestep`
@@ -105,10 +113,7 @@ def text_conditioning_gain(model, batch: dict[str, torch.Tensor], timestep: int 
     and `gain = 1 - conditional / unconditional`: the share of the text-free error that the text removes. A model that
     ignores its text has `gain` near 0 (the bundled ARDM before guided attention: 0.7018 vs 0.7036 at t = 600).
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    keys = ("text_input_ids", "latents", "text_attention_mask", "latents_mask", "prompt_latents", "prompt_latents_mask")
-    inputs = [batch.get(k) for k in keys]
-    inputs = [x.to(base.device) if isinstance(x, torch.Tensor) else x for x in inputs]
+    base, inputs = _teacher_forced_inputs(model, batch)
     schedule = base.noise_schedule
     errors = {}
     for name, drop in (("conditional", False), ("unconditional", True)):
@@ -159,10 +164,7 @@ def teacher_forced_latents(
 
     if estimate not in ("sample", "mean"):
         raise ValueError(f"`estimate` must be 'sample' or 'mean', got {estimate!r}.")
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    keys = ("text_input_ids", "latents", "text_attention_mask", "latents_mask", "prompt_latents", "prompt_latents_mask")
-    inputs = [batch.get(k) for k in keys]
-    inputs = [x.to(base.device) if isinstance(x, torch.Tensor) else x for x in inputs]
+    base, inputs = _teacher_forced_inputs(model, batch)
     states = base.compute_lm_states(*inputs, unconditional=lm_guidance_scale != 1.0)
     valid = states.patch_mask
     hidden, previous = states.hidden[valid], states.previous_patches[valid]  # (M, H), (M, PD)
@@ -185,13 +187,7 @@ def teacher_forced_latents(
         scheduler = build_scheduler(base.config.scheduler_config)
         scheduler.set_timesteps(num_inference_steps or base.config.num_inference_steps, device=hidden.device)
         generator = torch.Generator(device=hidden.device).manual_seed(seed)
-        patches = noise * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:
-            timesteps = torch.full(shape[:1], int(t), device=hidden.device, dtype=torch.long)
-            model_input = scheduler.scale_model_input(patches, t)
-            prediction = base.guided_prediction(hidden, unconditional, previous, model_input, timesteps,
-                                                lm_guidance_scale)  # fmt: skip
-            patches = scheduler.step(prediction, t, patches, generator=generator).prev_sample
+        patches = base.denoise_patches(hidden, unconditional, previous, noise, scheduler, lm_guidance_scale, generator)
     full = torch.zeros_like(states.patches)
     full[valid] = patches.to(full.dtype)
     latents = full.reshape(full.shape[0], -1, base.config.latent_dim)

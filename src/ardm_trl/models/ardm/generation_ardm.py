@@ -3,6 +3,7 @@ batched, optional value guidance (VGPO Alg. 2), stopping by the stop head or a m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,35 @@ class ARDMGenerationOutput(ModelOutput):
 
 
 class ARDMGenerationMixin:
-    """Adds `generate` to [`ARDMForSpeechSynthesis`]."""
+    """Adds `generate` (and the per-patch sampler it runs, `denoise_patches`) to [`ARDMForSpeechSynthesis`]."""
+
+    def denoise_patches(
+        self,
+        hidden: torch.Tensor,
+        unconditional_hidden: torch.Tensor | None,
+        previous_patches: torch.Tensor,
+        noise: torch.Tensor,
+        scheduler: SchedulerMixin,
+        lm_guidance_scale: float,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        score_correction: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Sample one patch per row from the head: the reverse process of `scheduler` (its timesteps already set)
+        from the starting `noise` `(M, P*D)`, with LM guidance and the sampling `temperature`
+        ([`~models.ardm.diffusion.tempered_step`]). `score_correction(prediction, noisy, timesteps)`, if given, edits
+        each prediction before the step (value guidance). Used by `generate` and by the teacher-forced diagnostics of
+        `ardm_trl.evaluation`."""
+        sample = noise * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            timesteps = torch.full(sample.shape[:1], int(t), device=sample.device, dtype=torch.long)
+            model_input = scheduler.scale_model_input(sample, t)
+            prediction = self.guided_prediction(hidden, unconditional_hidden, previous_patches, model_input, timesteps,
+                                                lm_guidance_scale)  # fmt: skip
+            if score_correction is not None:
+                prediction = score_correction(prediction, model_input, timesteps)
+            sample = tempered_step(scheduler, prediction, t, sample, temperature, generator)
+        return sample
 
     @torch.no_grad()
     def generate(
@@ -145,20 +174,17 @@ class ARDMGenerationMixin:
             if finished.all():
                 break
             # 3. denoise the next patch
-            sample = torch.randn(batch, config.patch_dim, generator=generator, device=device, dtype=prefix.dtype)
-            sample = sample * scheduler.init_noise_sigma
-            for t in scheduler.timesteps:
-                timesteps = torch.full((batch,), int(t), device=device, dtype=torch.long)
-                model_input = scheduler.scale_model_input(sample, t)
-                prediction = self.guided_prediction(
-                    hidden[:batch], hidden[batch:] if branched else None, previous, model_input, timesteps, guidance
-                )
-                if use_value:
+            noise = torch.randn(batch, config.patch_dim, generator=generator, device=device, dtype=prefix.dtype)
+            score_correction = None
+            if use_value:
+
+                def score_correction(prediction, model_input, timesteps, previous=previous):
                     # 4. value guidance, VGPO Eq. (10) / Alg. 2: s <- s + lambda * grad V (one head backward)
                     _, value_grad = value_model.value_and_grad(value_lm.hidden, previous, model_input, timesteps)
-                    prediction = schedule.add_score(prediction, model_input, timesteps,
-                                                    value_guidance_scale * value_grad)
-                sample = tempered_step(scheduler, prediction, t, sample, temperature, generator)
+                    return schedule.add_score(prediction, model_input, timesteps, value_guidance_scale * value_grad)
+
+            sample = self.denoise_patches(hidden[:batch], hidden[batch:] if branched else None, previous, noise,
+                                          scheduler, guidance, generator, temperature, score_correction)  # fmt: skip
             # 5. a sample that diverged (non-finite values, e.g. an undertrained model far outside its training
             # distribution) ends here rather than passing NaN to the codec and the reward functions
             diverged = ~torch.isfinite(sample).all(dim=-1) & ~finished
