@@ -10,7 +10,9 @@ Every `--eval_every_minutes` the current policy samples speech for `--num_eval_s
 and the *independent* evaluators score it: hama CTC NLL per phoneme and whisper tiny.en WER (%). Logged per method:
 seconds per step, the training reward, and the evaluation curve against training minutes. Each `--control` target
 adds a DiffRO run with an attribute reward (e.g. `rate_level=fast`, `pitch_level=high`) and measures the decoded
-speech (seconds per phoneme for rate, median F0 for pitch) before and after.
+speech (seconds per phoneme for rate; for pitch the median F0 and, since the codec LM picks the voice itself, the F0
+in semitones relative to each sample's voice, identified by speaker embedding: `ardm_trl.rewards.VoicePitchReference`)
+before and after.
 
 Results go to `benchmarks/results/diffro_vs_grpo.json`, `.md` (table) and `.png` (evaluation curves); `--replot`
 redraws the table and plot from the JSON.
@@ -79,9 +81,10 @@ class WallClockEvaluation(TrainerCallback):
         return control
 
 
-def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args) -> callable:
-    """Independent evaluation of a policy on held-out sentences: hama CTC NLL, whisper WER, duration, median F0."""
-    from ardm_trl.rewards import evaluate_speech, f0_track
+def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_reference=None) -> callable:
+    """Independent evaluation of a policy on held-out sentences: hama CTC NLL, whisper WER, duration, median F0 and,
+    with a `VoicePitchReference`, the mean F0 in semitones relative to each sample's (identified) voice."""
+    from ardm_trl.rewards import evaluate_speech, median_f0
 
     texts = rows["text"][: args.num_eval_sentences]
     phonemes = rows["phonemes"][: args.num_eval_sentences]
@@ -93,9 +96,12 @@ def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args) -> callable:
         policy = model.eval()
         audio = sample_and_decode(policy, text_ids, speech_tokenizer, max_new, 1.0, None, seed=args.eval_seed)
         scores = evaluate_speech(audio, sr, texts, metrics=("ctc_nll", "wer"))
-        f0 = [np.median(t[t > 0]) for t in (f0_track(w, sr) for w in audio) if (t > 0).sum() > 5]
+        f0 = [f for f in (median_f0(w, sr) for w in audio) if f is not None]
         scores["seconds_per_phoneme"] = float(np.mean([len(w) / sr / max(len(p), 1) for w, p in zip(audio, phonemes)]))
         scores["median_f0"] = float(np.mean(f0)) if f0 else float("nan")
+        if pitch_reference is not None:
+            relative = [r["semitones"] for r in pitch_reference.relative_f0(audio, sr) if r is not None]
+            scores["relative_f0_semitones"] = float(np.mean(relative)) if relative else float("nan")
         return scores
 
     return evaluate
@@ -184,7 +190,9 @@ def write_markdown(results: dict, path: Path) -> None:
     for run in results["runs"]:
         lines.append(f"- {run['method']}: " + "; ".join(
             f"{p['train_minutes']:.1f} min: NLL {p['ctc_nll']:.3f}, WER {p['wer']:.1f}, "
-            f"s/phoneme {p['seconds_per_phoneme']:.3f}, F0 {p['median_f0']:.0f}" for p in run["eval_curve"]))  # fmt: skip
+            f"s/phoneme {p['seconds_per_phoneme']:.3f}, F0 {p['median_f0']:.0f}"
+            + (f" ({p['relative_f0_semitones']:+.2f} st vs voice)" if "relative_f0_semitones" in p else "")
+            for p in run["eval_curve"]))  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -232,6 +240,9 @@ def main() -> None:
     parser.add_argument("--grpo_learning_rate", type=float, default=2e-5)
     parser.add_argument("--diffro_beta", type=float, default=0.01)
     parser.add_argument("--grpo_beta", type=float, default=0.0)
+    parser.add_argument("--pitch_reference_utterances", type=int, default=400,
+                        help="corpus utterances (all voices, seed corpus_seed + 1000) for the per-voice F0 reference "
+                        "used to score pitch relative to each sample's voice; 0 skips it")
     parser.add_argument("--eval_seed", type=int, default=1234)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "diffro_vs_grpo.json"))
@@ -251,7 +262,14 @@ def main() -> None:
                            args.speech_tokenizer_path or "bundled")  # fmt: skip
     tokenizer = CodecLMTokenizer.from_pretrained(args.codec_lm_path)
     mtr = TokenRewardModel.from_pretrained(args.reward_model_path)
-    evaluate = make_evaluator(tokenizer, speech_tokenizer, data["test"], args)
+    pitch_reference = None
+    if args.pitch_reference_utterances > 0:
+        from ardm_trl.data import build_tts_corpus
+        from ardm_trl.rewards import VoicePitchReference
+
+        reference_corpus = build_tts_corpus(args.pitch_reference_utterances, args.corpus_seed + 1000, test_fraction=0.0)
+        pitch_reference = VoicePitchReference.from_dataset(reference_corpus["train"])
+    evaluate = make_evaluator(tokenizer, speech_tokenizer, data["test"], args, pitch_reference)
     results = {"args": vars(args), "torch_threads": torch.get_num_threads(), "runs": []}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         if method == "diffro":

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,7 @@ def test_diffro_vs_grpo_runs_every_method_from_the_same_start(tmp_path):
     for run in runs.values():
         assert run["steps"] >= 1 and run["seconds_per_step"] > 0
         assert len(run["eval_curve"]) >= 2  # the start and the end of training
+        assert all(np.isfinite(point["relative_f0_semitones"]) for point in run["eval_curve"])  # per-voice pitch
     starts = [run["eval_curve"][0] for run in runs.values()]
     for start in starts[1:]:
         assert start["ctc_nll"] == pytest.approx(starts[0]["ctc_nll"], abs=1e-6)

@@ -12,6 +12,7 @@ from ardm_trl.rewards import (
     ErrorRateReward,
     F0VarianceReward,
     SpeakerSimilarityReward,
+    VoicePitchReference,
     character_error_rate,
     ctc_log_likelihood,
     dnsmos,
@@ -19,6 +20,7 @@ from ardm_trl.rewards import (
     f0_track,
     f0_variance,
     group_normalize,
+    median_f0,
     normalize_text,
     speaker_similarity,
     text_to_phonemes,
@@ -307,6 +309,42 @@ def test_speaker_similarity_same_voice_beats_different_voice(speech):
     )
     assert out[0] == pytest.approx(same, abs=1e-5) and out[1] == pytest.approx(different, abs=1e-5)
     assert out[2] is None  # silence has no speaker
+
+
+# --- pitch relative to the voice ------------------------------------------------------------------------------
+
+
+@pytest.mark.speech
+def test_voice_pitch_reference_identifies_voices_and_measures_pitch_against_their_norm():
+    """Held-out sentences by four corpus voices at espeak pitch levels low / mid / high: each is matched to its own
+    voice, and its F0 relative to that voice's `mid` norm is below zero, near zero and above zero respectively,
+    although the female voices' low pitch lies far above the male voices' high pitch in absolute Hz."""
+    from ardm_trl.data import build_tts_corpus
+
+    corpus = build_tts_corpus(96, seed=0, voices=["en-us+f3", "en-us+m3", "en+f1", "en+m7"], num_test_voices=0,
+                              test_fraction=0.25, hard_fraction=0.0)  # fmt: skip
+    reference = VoicePitchReference.from_dataset(corpus["train"])
+    assert reference.voices == ["en+f1", "en+m7", "en-us+f3", "en-us+m3"]
+    assert reference.reference_f0[0] > 1.5 * reference.reference_f0[1]  # female norm far above male norm
+    test = corpus["test"]
+    audio = [np.asarray(a, dtype=np.float32) for a in test["audio"]]
+    scores = reference.relative_f0(audio, test["sampling_rate"][0])
+    assert all(s is not None for s in scores)
+    assert [s["voice"] for s in scores] == test["voice"]
+    by_level = {level: [s["semitones"] for s, lv in zip(scores, test["pitch_level"]) if lv == level]
+                for level in ("low", "mid", "high")}  # fmt: skip
+    assert all(len(v) >= 3 for v in by_level.values())
+    assert np.mean(by_level["low"]) < -2 and abs(np.mean(by_level["mid"])) < 1 and np.mean(by_level["high"]) > 2
+    assert scores[0]["median_f0"] == pytest.approx(median_f0(audio[0], test["sampling_rate"][0]))
+    silence = np.zeros(16000, dtype=np.float32)
+    assert reference.relative_f0([silence], 16000) == [None]
+    assert reference.relative_f0(audio[:1], test["sampling_rate"][0], min_similarity=1.01) == [None]
+    with pytest.raises(ValueError, match="pitch level 'mid'"):  # a voice never heard at the reference level
+        VoicePitchReference.from_audio(audio[:1], test["sampling_rate"][0], ["v"], ["high"])
+    with pytest.raises(ValueError, match="one entry per utterance"):
+        VoicePitchReference.from_audio(audio[:2], test["sampling_rate"][0], ["v"], ["mid"])
+    with pytest.raises(ValueError, match="one row per voice"):
+        VoicePitchReference(["a", "b"], np.ones((1, 256)), np.ones(2))
 
 
 # --- DNSMOS ---------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .f0 import F0VarianceReward, bandpass_f0, f0_track, f0_variance
 from .normalization import group_normalize
 from .quality import DNSMOSReward, dnsmos
 from .speaker import SpeakerSimilarityReward, speaker_embedding, speaker_similarity
+from .voice_pitch import VoicePitchReference, median_f0
 
 __all__ = [
     "CTCLogLikelihoodReward",
@@ -25,6 +26,7 @@ __all__ = [
     "SpeakerSimilarityReward",
     "SpeechCodec",
     "SpeechReward",
+    "VoicePitchReference",
     "bandpass_f0",
     "character_error_rate",
     "ctc_log_likelihood",
@@ -33,6 +35,7 @@ __all__ = [
     "f0_track",
     "f0_variance",
     "group_normalize",
+    "median_f0",
     "normalize_text",
     "speaker_embedding",
     "speaker_similarity",
