@@ -8,6 +8,9 @@ for every batch. The text is dropped (null embedding) with probability `cfg_drop
 
 Usage:
 
+    # runs of an hour or more on a CPU: cap glibc's allocator, or resident memory keeps growing (docs/performance.md)
+    export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
+
     # train for 45 minutes (time-limited; checkpoints in outputs/pretrain_ardm), save to pretrained/ardm, evaluate;
     # guided attention, the text CTC and v-prediction are on by default (docs/models.md, "Pretraining aids"). Add
     # --bf16 true only on a CPU with AVX-512 BF16 (or a GPU): elsewhere bf16 is ~10x slower than fp32.

@@ -10,6 +10,9 @@ resynthesis of the ground-truth tokens (the ceiling of any codec LM on these tok
 
 Usage:
 
+    # runs of an hour or more on a CPU: cap glibc's allocator, or resident memory keeps growing (docs/performance.md)
+    export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
+
     # train for 40 minutes (time-limited; checkpoints in outputs/pretrain_codec_lm), save, evaluate; guided attention
     # is on by default (docs/codec_lm.md). Add --bf16 true only on a CPU with AVX-512 BF16 or a GPU.
     OMP_NUM_THREADS=2 python examples/pretrain_codec_lm.py --max_train_minutes 40 --use_cpu true

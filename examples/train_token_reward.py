@@ -10,6 +10,9 @@ per-task figures written to `eval_results.json` and the model card.
 
 Usage:
 
+    # runs of an hour or more on a CPU: cap glibc's allocator, or resident memory keeps growing (docs/performance.md)
+    export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
+
     # 20 minutes of training, then evaluation; saves to pretrained/token_reward
     OMP_NUM_THREADS=2 python examples/train_token_reward.py --max_train_minutes 20
 
