@@ -10,6 +10,8 @@ Usage:
 
     # runs of an hour or more on a CPU: cap glibc's allocator, or resident memory keeps growing (docs/performance.md)
     export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
+    # ... or, ~1.4x faster where jemalloc is installed (the glibc settings spend ~half the CPU time in the kernel):
+    export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:2000,muzzy_decay_ms:0
 
     # train for 45 minutes (time-limited; checkpoints in outputs/pretrain_ardm), save to pretrained/ardm, evaluate;
     # guided attention, the text CTC and v-prediction are on by default (docs/models.md, "Pretraining aids"). Add

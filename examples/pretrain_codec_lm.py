@@ -12,6 +12,8 @@ Usage:
 
     # runs of an hour or more on a CPU: cap glibc's allocator, or resident memory keeps growing (docs/performance.md)
     export MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
+    # ... or, ~1.4x faster where jemalloc is installed (the glibc settings spend ~half the CPU time in the kernel):
+    export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:2000,muzzy_decay_ms:0
 
     # train for 40 minutes (time-limited; checkpoints in outputs/pretrain_codec_lm), save, evaluate; guided attention
     # is on by default (docs/codec_lm.md). Add --bf16 true only on a CPU with AVX-512 BF16 or a GPU.
