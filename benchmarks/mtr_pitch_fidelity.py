@@ -30,11 +30,11 @@ import torch
 from scipy.stats import spearmanr
 
 from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
-from ardm_trl.models.token_reward import TokenRewardModel
+from ardm_trl.models.token_reward import TokenRewardDataCollator, TokenRewardModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
-from pretrain_codec_lm import load_speech_tokenizer, tokenize_corpus  # noqa: E402
+from pretrain_codec_lm import decode_codes, load_speech_tokenizer, sample_codes, tokenize_corpus  # noqa: E402
 
 logger = logging.getLogger("mtr_pitch_fidelity")
 
@@ -44,12 +44,13 @@ def expected_level(mtr: TokenRewardModel, codes: list[list[int]]) -> np.ndarray:
     """`P(high) - P(low)` of the MTR's pitch head for each code sequence."""
     names = mtr.config.attribute_labels["pitch_level"]
     high, low = names.index("high"), names.index("low")
+    collate = TokenRewardDataCollator(mtr.config)
     out = []
     for i in range(0, len(codes), 16):
-        chunk = [torch.tensor(c if c else [0]) for c in codes[i : i + 16]]
-        ids = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
-        mask = (torch.arange(ids.shape[1])[None] < torch.tensor([len(c) for c in chunk])[:, None]).long()
-        probs = mtr.attribute_log_probs("pitch_level", input_ids=ids, attention_mask=mask).exp()
+        batch = collate([{"speech_ids": c or [0]} for c in codes[i : i + 16]])
+        probs = mtr.attribute_log_probs(
+            "pitch_level", batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).exp()
         out.extend((probs[:, high] - probs[:, low]).tolist())
     return np.array(out)
 
@@ -64,10 +65,6 @@ def pitch_measures(reference, audio: list[np.ndarray], sampling_rate: int) -> di
         "semitones": [np.nan if r is None else r["semitones"] for r in rel],
         "voice": [None if r is None else r.get("voice") for r in rel],
     }
-
-
-def decode(speech_tokenizer, codes: list[list[int]]) -> list[np.ndarray]:
-    return speech_tokenizer.decode_list([torch.tensor(c if c else [0]) for c in codes])
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> dict:
@@ -107,43 +104,46 @@ def main() -> None:
     labels = list(test["pitch_level"][:n])
     text_ids = [tokenizer.encode(p, add_special_tokens=False) for p in test["phonemes"][:n]]
     max_new = int(1.5 * max(len(c) for c in corpus_codes)) + 10
-    generator = torch.Generator().manual_seed(args.seed)
-    sampled_codes = []
-    for i in range(0, n, 16):
-        out = policy.sample_speech(text_ids[i : i + 16], max_new_tokens=max_new, generator=generator)
-        sampled_codes.extend(out.codes_list())
+    sampled_codes = sample_codes(policy, text_ids, max_new, seed=args.seed)
 
     sr = speech_tokenizer.sampling_rate
     results = {"args": vars(args)}
+    measured = {}
     for name, codes in (("corpus tokens", corpus_codes), ("codec LM samples", sampled_codes)):
-        level, measured = expected_level(mtr, codes), pitch_measures(reference, decode(speech_tokenizer, codes), sr)
-        semitones = np.array(measured["semitones"])
+        level, measured[name] = (
+            expected_level(mtr, codes),
+            pitch_measures(reference, decode_codes(speech_tokenizer, codes), sr),
+        )
+        semitones = np.array(measured[name]["semitones"])
         results[name] = {
             "correlation": correlation(level, semitones),
             "mean_expected_level": float(np.mean(level)),
             "mean_relative_semitones": float(np.nanmean(semitones)),
         }
         if name == "corpus tokens":
-            corpus = build_tts_corpus(args.num_utterances, args.corpus_seed)["test"]
-            if list(corpus["text"][:n]) != list(test["text"][:n]):
-                raise ValueError("The token cache does not match build_tts_corpus(num_utterances, corpus_seed).")
-            original = pitch_measures(reference, [np.asarray(a, np.float32) for a in corpus["audio"][:n]],
-                                      corpus["sampling_rate"][0])  # fmt: skip
-            voices = list(corpus["voice"][:n])
-            results[name]["voice_identified_correctly"] = {
-                "original audio": float(np.mean([v == t for v, t in zip(original["voice"], voices) if v])),
-                "decoded tokens": float(np.mean([v == t for v, t in zip(measured["voice"], voices) if v])),
-            }
-            results[name]["by_label"] = {}
-            for lab in sorted(set(labels)):
-                sel = np.array([x == lab for x in labels])
-                results[name]["by_label"][lab] = {
-                    "expected_level": float(np.mean(level[sel])),
-                    "f0_original": float(np.nanmean(np.array(original["f0"])[sel])),
-                    "f0_decoded": float(np.nanmean(np.array(measured["f0"])[sel])),
-                    "semitones_original": float(np.nanmean(np.array(original["semitones"])[sel])),
-                    "semitones_decoded": float(np.nanmean(semitones[sel])),
-                }
+            corpus_level = level
+
+    # the pitch measure itself: the corpus's original audio against its own tokens, decoded
+    corpus = build_tts_corpus(args.num_utterances, args.corpus_seed)["test"]
+    if list(corpus["text"][:n]) != list(test["text"][:n]):
+        raise ValueError("The token cache does not match build_tts_corpus(num_utterances, corpus_seed).")
+    original = pitch_measures(reference, [np.asarray(a, np.float32) for a in corpus["audio"][:n]],
+                              corpus["sampling_rate"][0])  # fmt: skip
+    decoded, voices = measured["corpus tokens"], list(corpus["voice"][:n])
+    results["corpus tokens"]["voice_identified_correctly"] = {
+        "original audio": float(np.mean([v == t for v, t in zip(original["voice"], voices) if v])),
+        "decoded tokens": float(np.mean([v == t for v, t in zip(decoded["voice"], voices) if v])),
+    }
+    results["corpus tokens"]["by_label"] = {}
+    for lab in sorted(set(labels)):
+        sel = np.array([x == lab for x in labels])
+        results["corpus tokens"]["by_label"][lab] = {
+            "expected_level": float(np.mean(corpus_level[sel])),
+            "f0_original": float(np.nanmean(np.array(original["f0"])[sel])),
+            "f0_decoded": float(np.nanmean(np.array(decoded["f0"])[sel])),
+            "semitones_original": float(np.nanmean(np.array(original["semitones"])[sel])),
+            "semitones_decoded": float(np.nanmean(np.array(decoded["semitones"])[sel])),
+        }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1))

@@ -144,17 +144,29 @@ def tokenize_corpus(
 
 # ------------------------------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
-def sample_and_decode(model, text_ids: list[list[int]], speech_tokenizer, max_new_tokens: int, temperature: float,
-                      top_k: int | None, seed: int, batch_size: int = 16) -> list[np.ndarray]:  # fmt: skip
-    """Sample speech for each text (batched, seeded) and decode it to waveforms."""
+def sample_codes(model, text_ids: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int = 0, batch_size: int = 16) -> list[list[int]]:  # fmt: skip
+    """Sample speech codes for each text (batched, seeded)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    waveforms = []
+    codes = []
     for i in range(0, len(text_ids), batch_size):
         out = model.sample_speech(text_ids[i : i + batch_size], max_new_tokens=max_new_tokens,
                                   temperature=temperature, top_k=top_k, generator=generator)  # fmt: skip
-        codes = [torch.tensor(c if c else [0]) for c in out.codes_list()]
-        waveforms.extend(speech_tokenizer.decode_list(codes))
-    return waveforms
+        codes.extend(out.codes_list())
+    return codes
+
+
+def decode_codes(speech_tokenizer, codes: list[list[int]]) -> list[np.ndarray]:
+    """Waveforms of code lists (an empty list decodes as the single code 0)."""
+    return speech_tokenizer.decode_list([torch.tensor(c if c else [0]) for c in codes])
+
+
+def sample_and_decode(model, text_ids: list[list[int]], speech_tokenizer, max_new_tokens: int, temperature: float,
+                      top_k: int | None, seed: int, batch_size: int = 16) -> list[np.ndarray]:  # fmt: skip
+    """Sample speech for each text (batched, seeded) and decode it to waveforms, `batch_size` at a time."""
+    codes = sample_codes(model, text_ids, max_new_tokens, temperature, top_k, seed, batch_size)
+    chunks = (codes[i : i + batch_size] for i in range(0, len(codes), batch_size))
+    return [waveform for chunk in chunks for waveform in decode_codes(speech_tokenizer, chunk)]
 
 
 def evaluate_codec_lm(model, tokenizer: CodecLMTokenizer, speech_tokenizer, rows: dict, num_samples: int,
