@@ -44,7 +44,12 @@ from ardm_trl.trainer.diffro_trainer import DiffROTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
-from pretrain_codec_lm import load_speech_tokenizer, sample_and_decode, tokenize_corpus  # noqa: E402
+from pretrain_codec_lm import (  # noqa: E402
+    load_speech_tokenizer,
+    resynthesis_pitch_reference,
+    sample_and_decode,
+    tokenize_corpus,
+)
 
 logger = logging.getLogger("diffro_vs_grpo")
 
@@ -96,7 +101,7 @@ def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_referenc
         policy = model.eval()
         audio = sample_and_decode(policy, text_ids, speech_tokenizer, max_new, 1.0, None, seed=args.eval_seed)
         scores = evaluate_speech(audio, sr, texts, metrics=("ctc_nll", "wer"))
-        f0 = [f for f in (median_f0(w, sr) for w in audio) if f is not None]
+        f0 = [f for f in (median_f0(w, sr, method=args.f0_method) for w in audio) if f is not None]
         scores["seconds_per_phoneme"] = float(np.mean([len(w) / sr / max(len(p), 1) for w, p in zip(audio, phonemes)]))
         scores["median_f0"] = float(np.mean(f0)) if f0 else float("nan")
         if pitch_reference is not None:
@@ -242,7 +247,11 @@ def main() -> None:
     parser.add_argument("--grpo_beta", type=float, default=0.0)
     parser.add_argument("--pitch_reference_utterances", type=int, default=400,
                         help="corpus utterances (all voices, seed corpus_seed + 1000) for the per-voice F0 reference "
-                        "used to score pitch relative to each sample's voice; 0 skips it")
+                        "used to score pitch relative to each sample's voice, resynthesised by the speech tokenizer "
+                        "like the samples; 0 skips it")
+    parser.add_argument("--f0_method", choices=["ac", "shs"], default="shs",
+                        help="F0 tracker of the evaluation (ardm_trl.rewards.f0_track); 'shs' reads the codec's "
+                        "Griffin-Lim output right, 'ac' does not for low voices (docs/rewards.md)")
     parser.add_argument("--eval_seed", type=int, default=1234)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "diffro_vs_grpo.json"))
@@ -264,11 +273,9 @@ def main() -> None:
     mtr = TokenRewardModel.from_pretrained(args.reward_model_path)
     pitch_reference = None
     if args.pitch_reference_utterances > 0:
-        from ardm_trl.data import build_tts_corpus
-        from ardm_trl.rewards import VoicePitchReference
-
-        reference_corpus = build_tts_corpus(args.pitch_reference_utterances, args.corpus_seed + 1000, test_fraction=0.0)
-        pitch_reference = VoicePitchReference.from_dataset(reference_corpus["train"])
+        pitch_reference = resynthesis_pitch_reference(
+            speech_tokenizer, args.pitch_reference_utterances, args.corpus_seed + 1000, args.f0_method
+        )
     evaluate = make_evaluator(tokenizer, speech_tokenizer, data["test"], args, pitch_reference)
     results = {"args": vars(args), "torch_threads": torch.get_num_threads(), "runs": []}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:

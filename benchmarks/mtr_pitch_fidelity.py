@@ -34,7 +34,13 @@ from ardm_trl.models.token_reward import TokenRewardDataCollator, TokenRewardMod
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
-from pretrain_codec_lm import decode_codes, load_speech_tokenizer, sample_codes, tokenize_corpus  # noqa: E402
+from pretrain_codec_lm import (  # noqa: E402
+    decode_codes,
+    load_speech_tokenizer,
+    resynthesis_pitch_reference,
+    sample_codes,
+    tokenize_corpus,
+)
 
 logger = logging.getLogger("mtr_pitch_fidelity")
 
@@ -56,12 +62,13 @@ def expected_level(mtr: TokenRewardModel, codes: list[list[int]]) -> np.ndarray:
 
 
 def pitch_measures(reference, audio: list[np.ndarray], sampling_rate: int) -> dict[str, list]:
-    """Median F0 (Hz), F0 in semitones against the identified voice's norm, and the identified voice, per waveform."""
+    """Median F0 (Hz), F0 in semitones against the identified voice's norm, and the identified voice, per waveform
+    (with the reference's F0 tracker)."""
     from ardm_trl.rewards import median_f0
 
     rel = reference.relative_f0(audio, sampling_rate)
     return {
-        "f0": [np.nan if (f := median_f0(w, sampling_rate)) is None else f for w in audio],
+        "f0": [np.nan if (f := median_f0(w, sampling_rate, method=reference.f0_method)) is None else f for w in audio],
         "semitones": [np.nan if r is None else r["semitones"] for r in rel],
         "voice": [None if r is None else r.get("voice") for r in rel],
     }
@@ -83,6 +90,10 @@ def main() -> None:
     parser.add_argument("--num_sentences", type=int, default=64)
     parser.add_argument("--pitch_reference_utterances", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--f0_method", choices=["ac", "shs"], default="shs",
+                        help="F0 tracker (ardm_trl.rewards.f0_track): spectral 'shs' or autocorrelation 'ac'")
+    parser.add_argument("--reference_audio", choices=["resynthesis", "original"], default="resynthesis",
+                        help="build the voice reference from the tokenizer's resynthesis or from the original audio")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "mtr_pitch_fidelity.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
@@ -97,8 +108,14 @@ def main() -> None:
     tokenizer = CodecLMTokenizer.from_pretrained(args.codec_lm_path)
     mtr = TokenRewardModel.from_pretrained(args.reward_model_path).eval()
     policy = CodecLMForSpeechSynthesis.from_pretrained(args.codec_lm_path).eval()
-    reference_corpus = build_tts_corpus(args.pitch_reference_utterances, args.corpus_seed + 1000, test_fraction=0.0)
-    reference = VoicePitchReference.from_dataset(reference_corpus["train"])
+    reference_seed = args.corpus_seed + 1000
+    if args.reference_audio == "resynthesis":
+        reference = resynthesis_pitch_reference(
+            speech_tokenizer, args.pitch_reference_utterances, reference_seed, args.f0_method
+        )
+    else:
+        reference_corpus = build_tts_corpus(args.pitch_reference_utterances, reference_seed, test_fraction=0.0)
+        reference = VoicePitchReference.from_dataset(reference_corpus["train"], f0_method=args.f0_method)
 
     corpus_codes = [list(c) for c in test["speech_ids"][:n]]
     labels = list(test["pitch_level"][:n])
@@ -130,14 +147,23 @@ def main() -> None:
     original = pitch_measures(reference, [np.asarray(a, np.float32) for a in corpus["audio"][:n]],
                               corpus["sampling_rate"][0])  # fmt: skip
     decoded, voices = measured["corpus tokens"], list(corpus["voice"][:n])
+    results["corpus tokens"]["f0_decoded_vs_original"] = correlation(
+        np.log(np.array(original["f0"], dtype=float)), np.log(np.array(decoded["f0"], dtype=float))
+    )
     results["corpus tokens"]["voice_identified_correctly"] = {
         "original audio": float(np.mean([v == t for v, t in zip(original["voice"], voices) if v])),
         "decoded tokens": float(np.mean([v == t for v, t in zip(decoded["voice"], voices) if v])),
     }
     results["corpus tokens"]["by_label"] = {}
-    for lab in sorted(set(labels)):
-        sel = np.array([x == lab for x in labels])
-        results["corpus tokens"]["by_label"][lab] = {
+    genders = list(corpus["gender"][:n])
+    groups = [(lab, lab, None) for lab in sorted(set(labels))]
+    groups += [(f"{g} {lab}", lab, g) for g in sorted(set(genders)) for lab in sorted(set(labels))]
+    for key, lab, gender in groups:
+        sel = np.array([x == lab and gender in (None, g) for x, g in zip(labels, genders)])
+        if not sel.any():
+            continue
+        results["corpus tokens"]["by_label"][key] = {
+            "n": int(sel.sum()),
             "expected_level": float(np.mean(corpus_level[sel])),
             "f0_original": float(np.nanmean(np.array(original["f0"])[sel])),
             "f0_decoded": float(np.nanmean(np.array(decoded["f0"])[sel])),

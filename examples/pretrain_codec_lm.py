@@ -161,6 +161,31 @@ def decode_codes(speech_tokenizer, codes: list[list[int]]) -> list[np.ndarray]:
     return speech_tokenizer.decode_list([torch.tensor(c if c else [0]) for c in codes])
 
 
+def resynthesize(speech_tokenizer, audio: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    """The speech tokenizer's resynthesis (encode, then decode) of waveforms at its sampling rate."""
+    out = []
+    for i in range(0, len(audio), batch_size):
+        with torch.no_grad():
+            codes = [c.tolist() for c in speech_tokenizer.encode_list(audio[i : i + batch_size])]
+        out.extend(decode_codes(speech_tokenizer, codes))
+    return out
+
+
+def resynthesis_pitch_reference(speech_tokenizer, num_utterances: int, seed: int, f0_method: str = "shs"):
+    """A `VoicePitchReference` built from `num_utterances` fresh corpus utterances (seed `seed`) as the speech
+    tokenizer resynthesises them: the same decoder as the codec LM's samples, so the voice centroids and reference F0
+    carry the codec's colouring (the codec does not reproduce male voices' lowest pitches; docs/rewards.md)."""
+    from ardm_trl.data import build_tts_corpus
+    from ardm_trl.rewards import VoicePitchReference
+
+    corpus = build_tts_corpus(num_utterances, seed, test_fraction=0.0, sampling_rate=speech_tokenizer.sampling_rate)
+    rows = corpus["train"]
+    audio = resynthesize(speech_tokenizer, [np.asarray(a, dtype=np.float32) for a in rows["audio"]])
+    return VoicePitchReference.from_audio(
+        audio, speech_tokenizer.sampling_rate, rows["voice"], rows["pitch_level"], f0_method=f0_method
+    )
+
+
 def sample_and_decode(model, text_ids: list[list[int]], speech_tokenizer, max_new_tokens: int, temperature: float,
                       top_k: int | None, seed: int, batch_size: int = 16) -> list[np.ndarray]:  # fmt: skip
     """Sample speech for each text (batched, seeded) and decode it to waveforms, `batch_size` at a time."""

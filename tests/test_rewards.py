@@ -78,12 +78,20 @@ class ToneCodec:
 # --- F0 variance ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("method", ["ac", "shs"])
 @pytest.mark.parametrize("f0", [100.0, 150.0, 250.0, 320.0])
-def test_f0_tracker_reads_the_pitch_of_a_tone(f0):
-    track = f0_track(harmonic_tone(np.full(SR * 2, f0)), SR)
+def test_f0_tracker_reads_the_pitch_of_a_tone(f0, method):
+    track = f0_track(harmonic_tone(np.full(SR * 2, f0)), SR, method=method)
     voiced = track[track > 0]
     assert len(voiced) > 0.9 * len(track)
     assert np.median(voiced) == pytest.approx(f0, rel=0.01)
+
+
+def test_f0_tracker_rejects_an_unknown_method():
+    with pytest.raises(ValueError, match="'ac' or 'shs'"):
+        f0_track(harmonic_tone(np.full(SR, 150.0)), SR, method="yin")
+    with pytest.raises(ValueError, match="'ac' or 'shs'"):
+        VoicePitchReference(["a"], np.ones((1, 256)), np.ones(1), f0_method="yin")
 
 
 def test_f0_variance_is_zero_when_flat_and_grows_with_modulation_depth():
@@ -336,6 +344,16 @@ def test_voice_pitch_reference_identifies_voices_and_measures_pitch_against_thei
     assert all(len(v) >= 3 for v in by_level.values())
     assert np.mean(by_level["low"]) < -2 and abs(np.mean(by_level["mid"])) < 1 and np.mean(by_level["high"]) > 2
     assert scores[0]["median_f0"] == pytest.approx(median_f0(audio[0], test["sampling_rate"][0]))
+    # the spectral tracker on the same clean speech: the same verdicts, F0 within a few percent of autocorrelation
+    spectral = VoicePitchReference(reference.voices, reference.centroids, reference.reference_f0, f0_method="shs")
+    shs_scores = spectral.relative_f0(audio, test["sampling_rate"][0])
+    assert [s["voice"] for s in shs_scores] == test["voice"]
+    assert shs_scores[0]["median_f0"] == pytest.approx(median_f0(audio[0], test["sampling_rate"][0], method="shs"))
+    ratios = [s["median_f0"] / a["median_f0"] for s, a in zip(shs_scores, scores)]
+    assert np.median(np.abs(np.log(ratios))) < 0.05
+    shs_levels = {level: np.mean([s["semitones"] for s, lv in zip(shs_scores, test["pitch_level"]) if lv == level])
+                  for level in ("low", "mid", "high")}  # fmt: skip
+    assert shs_levels["low"] < -2 and abs(shs_levels["mid"]) < 1 and shs_levels["high"] > 2
     silence = np.zeros(16000, dtype=np.float32)
     assert reference.relative_f0([silence], 16000) == [None]
     assert reference.relative_f0(audio[:1], test["sampling_rate"][0], min_similarity=1.01) == [None]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,10 +30,12 @@ from .speaker import speaker_embedding
 __all__ = ["VoicePitchReference", "median_f0"]
 
 
-def median_f0(waveform: np.ndarray, sampling_rate: int, min_voiced_frames: int = 10) -> float | None:
-    """Median F0 in Hz over the voiced frames of [`f0_track`]; `None` with fewer than `min_voiced_frames` voiced
-    frames (0.1 s by default)."""
-    track = f0_track(waveform, sampling_rate)
+def median_f0(
+    waveform: np.ndarray, sampling_rate: int, min_voiced_frames: int = 10, method: Literal["ac", "shs"] = "ac"
+) -> float | None:
+    """Median F0 in Hz over the voiced frames of [`f0_track`] (tracker `method`: `"ac"` or `"shs"`, see there);
+    `None` with fewer than `min_voiced_frames` voiced frames (0.1 s by default)."""
+    track = f0_track(waveform, sampling_rate, method=method)
     voiced = track[track > 0]
     return float(np.median(voiced)) if voiced.size >= min_voiced_frames else None
 
@@ -46,11 +48,14 @@ class VoicePitchReference:
         voices (`list[str]`): voice names, one per row of `centroids`.
         centroids (`np.ndarray`): `(num_voices, 256)` unit-norm Resemblyzer centroids.
         reference_f0 (`np.ndarray`): `(num_voices,)` reference median F0 in Hz.
+        f0_method (`str`, *optional*, defaults to `"ac"`): the F0 tracker of [`median_f0`] for the reference and the
+            samples, `"ac"` (autocorrelation) or `"shs"` (spectral; for Griffin-Lim-decoded audio, see [`f0_track`]).
     """
 
     voices: list[str]
     centroids: np.ndarray
     reference_f0: np.ndarray
+    f0_method: Literal["ac", "shs"] = "ac"
 
     def __post_init__(self) -> None:
         self.centroids = np.asarray(self.centroids, dtype=np.float64)
@@ -61,6 +66,8 @@ class VoicePitchReference:
                 f"`centroids` ({self.centroids.shape}) and `reference_f0` ({self.reference_f0.shape}) need one row "
                 f"per voice ({n} voices, at least one)."
             )
+        if self.f0_method not in ("ac", "shs"):
+            raise ValueError(f"`f0_method` must be 'ac' or 'shs', got {self.f0_method!r}.")
         if not np.all(self.reference_f0 > 0):
             raise ValueError(f"`reference_f0` must be positive Hz, got {self.reference_f0}.")
 
@@ -72,8 +79,13 @@ class VoicePitchReference:
         voices: Sequence[str],
         pitch_levels: Sequence[str],
         reference_level: str = "mid",
+        f0_method: Literal["ac", "shs"] = "ac",
     ) -> VoicePitchReference:
         """Build the reference from labelled utterances.
+
+        Build it from audio of the same kind as the samples it will measure: for a generator that speaks through a
+        codec, the corpus utterances passed through that codec (its resynthesis), so that the centroids and the
+        reference F0 carry the codec's own colouring.
 
         Args:
             audio (`Sequence[np.ndarray]`): mono waveforms.
@@ -81,6 +93,7 @@ class VoicePitchReference:
             voices (`Sequence[str]`): the voice of each waveform.
             pitch_levels (`Sequence[str]`): the pitch level of each waveform (e.g. the corpus's `pitch_level`).
             reference_level (`str`, *optional*, defaults to `"mid"`): the level whose F0 is each voice's norm.
+            f0_method (`str`, *optional*, defaults to `"ac"`): the F0 tracker, `"ac"` or `"shs"` ([`f0_track`]).
 
         Raises:
             `ValueError`: lengths differ, or a voice has no embeddable utterance or no voiced utterance at
@@ -98,7 +111,7 @@ class VoicePitchReference:
             embedding = speaker_embedding(waveform, sampling_rate)
             if embedding is not None:
                 embeddings[voice].append(embedding / np.linalg.norm(embedding))
-            if level == reference_level and (f0 := median_f0(waveform, sampling_rate)) is not None:
+            if level == reference_level and (f0 := median_f0(waveform, sampling_rate, method=f0_method)) is not None:
                 f0s[voice].append(f0)
         missing = [v for v in names if not embeddings[v] or not f0s[v]]
         if missing:
@@ -108,17 +121,19 @@ class VoicePitchReference:
             )
         centroids = np.stack([np.mean(embeddings[v], axis=0) for v in names])
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-        return cls(names, centroids, np.array([np.median(f0s[v]) for v in names]))
+        return cls(names, centroids, np.array([np.median(f0s[v]) for v in names]), f0_method)
 
     @classmethod
-    def from_dataset(cls, dataset: Any, reference_level: str = "mid") -> VoicePitchReference:
+    def from_dataset(
+        cls, dataset: Any, reference_level: str = "mid", f0_method: Literal["ac", "shs"] = "ac"
+    ) -> VoicePitchReference:
         """[`from_audio`] over a corpus split (`audio`, `sampling_rate`, `voice`, `pitch_level` columns, as made by
         `ardm_trl.data.build_tts_corpus`)."""
         rates = set(dataset["sampling_rate"])
         if len(rates) != 1:
             raise ValueError(f"The utterances must share one sampling rate, got {sorted(rates)}.")
         audio = [np.asarray(a, dtype=np.float32) for a in dataset["audio"]]
-        return cls.from_audio(audio, rates.pop(), dataset["voice"], dataset["pitch_level"], reference_level)
+        return cls.from_audio(audio, rates.pop(), dataset["voice"], dataset["pitch_level"], reference_level, f0_method)
 
     def identify(self, waveform: np.ndarray, sampling_rate: int) -> tuple[str, float] | None:
         """The nearest voice (cosine of the speaker embedding to the centroids) and that cosine; `None` when the
@@ -139,7 +154,7 @@ class VoicePitchReference:
         out: list[dict[str, Any] | None] = []
         for waveform in audio:
             match = self.identify(waveform, sampling_rate)
-            f0 = median_f0(waveform, sampling_rate) if match is not None else None
+            f0 = median_f0(waveform, sampling_rate, method=self.f0_method) if match is not None else None
             if match is None or f0 is None or match[1] < min_similarity:
                 out.append(None)
                 continue
