@@ -48,7 +48,9 @@ from ardm_trl.trainer.token_reward_trainer import TokenRewardTrainer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pretrain_codec_lm import (  # noqa: E402  (shared corpus tokenization of the examples)
     TimeLimitCallback,
+    decode_codes,
     load_speech_tokenizer,
+    sample_codes,
     tokenize_corpus,
 )
 
@@ -104,13 +106,10 @@ def quality_rows(script_args: ScriptArguments, data: dict, speech_tokenizer, tok
         texts = data["train"][script_args.text_field][-script_args.num_generated :]
         text_ids = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
         max_new = int(1.5 * max(len(s) for s in data["train"]["speech_ids"])) + 10
-        generator = torch.Generator().manual_seed(0)
-        for i in range(0, len(text_ids), 16):
-            sample = lm.sample_speech(text_ids[i : i + 16], max_new_tokens=max_new, generator=generator)
-            codes = [c if c else [0] for c in sample.codes_list()]
-            out["generated"]["speech_ids"].extend(codes)
-            out["generated"]["quality"].extend(dnsmos_labels(speech_tokenizer.decode_list(
-                [torch.tensor(c) for c in codes]), sr))  # fmt: skip
+        codes = [c if c else [0] for c in sample_codes(lm, text_ids, max_new, seed=0)]
+        out["generated"]["speech_ids"] = codes
+        for i in range(0, len(codes), 16):
+            out["generated"]["quality"].extend(dnsmos_labels(decode_codes(speech_tokenizer, codes[i : i + 16]), sr))
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, cache)
     logger.info("DNSMOS labels computed in %.0f s", time.time() - start)
