@@ -89,7 +89,7 @@ class WallClockEvaluation(TrainerCallback):
 def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_reference=None) -> callable:
     """Independent evaluation of a policy on held-out sentences: hama CTC NLL, whisper WER, duration, median F0 and,
     with a `VoicePitchReference`, the mean F0 in semitones relative to each sample's (identified) voice."""
-    from ardm_trl.rewards import evaluate_speech, median_f0
+    from ardm_trl.rewards import ctc_log_likelihood, evaluate_speech, median_f0
 
     texts = rows["text"][: args.num_eval_sentences]
     phonemes = rows["phonemes"][: args.num_eval_sentences]
@@ -101,12 +101,16 @@ def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_referenc
         policy = model.eval()
         audio = sample_and_decode(policy, text_ids, speech_tokenizer, max_new, 1.0, None, seed=args.eval_seed)
         scores = evaluate_speech(audio, sr, texts, metrics=("ctc_nll", "wer"))
+        lls = [ll for ll in (ctc_log_likelihood(w, sr, t) for w, t in zip(audio, texts)) if ll is not None]
+        scores["ctc_nll_sem"] = float(np.std(lls, ddof=1) / np.sqrt(len(lls))) if len(lls) > 1 else float("nan")
         f0 = [f for f in (median_f0(w, sr, method=args.f0_method) for w in audio) if f is not None]
         scores["seconds_per_phoneme"] = float(np.mean([len(w) / sr / max(len(p), 1) for w, p in zip(audio, phonemes)]))
         scores["median_f0"] = float(np.mean(f0)) if f0 else float("nan")
         if pitch_reference is not None:
             relative = [r["semitones"] for r in pitch_reference.relative_f0(audio, sr) if r is not None]
             scores["relative_f0_semitones"] = float(np.mean(relative)) if relative else float("nan")
+            # standard error of that mean over the samples (its sampling noise for one evaluation seed)
+            scores["relative_f0_sem"] = float(np.std(relative, ddof=1) / np.sqrt(len(relative))) if len(relative) > 1 else float("nan")
         return scores
 
     return evaluate
@@ -194,9 +198,12 @@ def write_markdown(results: dict, path: Path) -> None:
     lines += ["", "Evaluation curves (training minutes, independent evaluators on held-out sentences):", ""]
     for run in results["runs"]:
         lines.append(f"- {run['method']}: " + "; ".join(
-            f"{p['train_minutes']:.1f} min: NLL {p['ctc_nll']:.3f}, WER {p['wer']:.1f}, "
+            f"{p['train_minutes']:.1f} min: NLL {p['ctc_nll']:.3f}"
+            + (f" ± {p['ctc_nll_sem']:.3f}" if "ctc_nll_sem" in p else "")
+            + f", WER {p['wer']:.1f}, "
             f"s/phoneme {p['seconds_per_phoneme']:.3f}, F0 {p['median_f0']:.0f}"
-            + (f" ({p['relative_f0_semitones']:+.2f} st vs voice)" if "relative_f0_semitones" in p else "")
+            + (f" ({p['relative_f0_semitones']:+.2f}" + (f" ± {p['relative_f0_sem']:.2f}" if "relative_f0_sem" in p else "")
+               + " st vs voice)" if "relative_f0_semitones" in p else "")
             for p in run["eval_curve"]))  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
