@@ -86,6 +86,12 @@ class WallClockEvaluation(TrainerCallback):
         return control
 
 
+def mean_and_sem(values: list[float]) -> tuple[float, float]:
+    """Mean over the samples and its standard error (the sampling noise of one evaluation seed); NaN when undefined."""
+    mean = float(np.mean(values)) if values else float("nan")
+    return mean, float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_reference=None) -> callable:
     """Independent evaluation of a policy on held-out sentences: hama CTC NLL, whisper WER, duration, median F0 and,
     with a `VoicePitchReference`, the mean F0 in semitones relative to each sample's (identified) voice."""
@@ -100,17 +106,16 @@ def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_referenc
     def evaluate(model) -> dict:
         policy = model.eval()
         audio = sample_and_decode(policy, text_ids, speech_tokenizer, max_new, 1.0, None, seed=args.eval_seed)
-        scores = evaluate_speech(audio, sr, texts, metrics=("ctc_nll", "wer"))
-        lls = [ll for ll in (ctc_log_likelihood(w, sr, t) for w, t in zip(audio, texts)) if ll is not None]
-        scores["ctc_nll_sem"] = float(np.std(lls, ddof=1) / np.sqrt(len(lls))) if len(lls) > 1 else float("nan")
+        lls = (ctc_log_likelihood(w, sr, t) for w, t in zip(audio, texts))
+        nll = [-ll for ll in lls if ll is not None and np.isfinite(ll)]  # as evaluate_speech averages them
+        scores = dict(zip(("ctc_nll", "ctc_nll_sem"), mean_and_sem(nll)))
+        scores.update(evaluate_speech(audio, sr, texts, metrics=("wer",)))
         f0 = [f for f in (median_f0(w, sr, method=args.f0_method) for w in audio) if f is not None]
         scores["seconds_per_phoneme"] = float(np.mean([len(w) / sr / max(len(p), 1) for w, p in zip(audio, phonemes)]))
         scores["median_f0"] = float(np.mean(f0)) if f0 else float("nan")
         if pitch_reference is not None:
             relative = [r["semitones"] for r in pitch_reference.relative_f0(audio, sr) if r is not None]
-            scores["relative_f0_semitones"] = float(np.mean(relative)) if relative else float("nan")
-            # standard error of that mean over the samples (its sampling noise for one evaluation seed)
-            scores["relative_f0_sem"] = float(np.std(relative, ddof=1) / np.sqrt(len(relative))) if len(relative) > 1 else float("nan")
+            scores["relative_f0_semitones"], scores["relative_f0_sem"] = mean_and_sem(relative)
         return scores
 
     return evaluate
@@ -257,8 +262,8 @@ def main() -> None:
                         "used to score pitch relative to each sample's voice, resynthesised by the speech tokenizer "
                         "like the samples; 0 skips it")
     parser.add_argument("--f0_method", choices=["ac", "shs"], default="shs",
-                        help="F0 tracker of the evaluation (ardm_trl.rewards.f0_track); 'shs' reads the codec's "
-                        "Griffin-Lim output right, 'ac' does not for low voices (docs/rewards.md)")
+                        help="F0 tracker of the evaluation (ardm_trl.rewards.f0_track); 'shs' reads the bundled codec's "
+                        "output right, 'ac' does not for voices below ~110 Hz (docs/rewards.md)")
     parser.add_argument("--eval_seed", type=int, default=1234)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "diffro_vs_grpo.json"))

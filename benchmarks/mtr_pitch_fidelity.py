@@ -66,9 +66,14 @@ def pitch_measures(reference, audio: list[np.ndarray], sampling_rate: int) -> di
     (with the reference's F0 tracker)."""
     from ardm_trl.rewards import median_f0
 
-    rel = reference.relative_f0(audio, sampling_rate)
+    rel = reference.relative_f0(audio, sampling_rate)  # carries the median F0 of every sample it could measure
+
+    def f0(waveform: np.ndarray, measured: dict | None) -> float:
+        value = measured["median_f0"] if measured else median_f0(waveform, sampling_rate, method=reference.f0_method)
+        return np.nan if value is None else value
+
     return {
-        "f0": [np.nan if (f := median_f0(w, sampling_rate, method=reference.f0_method)) is None else f for w in audio],
+        "f0": [f0(w, r) for w, r in zip(audio, rel)],
         "semitones": [np.nan if r is None else r["semitones"] for r in rel],
         "voice": [None if r is None else r.get("voice") for r in rel],
     }

@@ -53,8 +53,8 @@ def f0_track(
 
     `method="ac"` (the default) is Praat's time-domain autocorrelation tracker (`Sound.to_pitch_ac`); `"shs"` is its
     spectral subharmonic-summation tracker (`Sound.to_pitch_shs`, Hermes 1988; harmonics up to 1250 Hz), which reads
-    pitch from the spacing of the harmonics in the magnitude spectrum and so does not depend on the waveform's phase.
-    Use `"shs"` on audio whose phase was reconstructed (the bundled codec's Griffin-Lim output): on the corpus's male
+    pitch from the spacing of the harmonics in the magnitude spectrum. Use `"shs"` for median pitch on the bundled
+    codec's output, which smooths away much of the harmonic structure of voices below ~110 Hz: on the corpus's male
     voices resynthesised by the speech tokenizer the autocorrelation tracker reads 430-450 Hz where the speakers are
     at 78-102 Hz, while the spectral tracker follows the original pitch (rank correlation with the original
     utterances' F0 0.85 against -0.21; `benchmarks/mtr_pitch_fidelity.py`, `docs/rewards.md`). On clean audio the two

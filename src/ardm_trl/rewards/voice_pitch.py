@@ -49,7 +49,7 @@ class VoicePitchReference:
         centroids (`np.ndarray`): `(num_voices, 256)` unit-norm Resemblyzer centroids.
         reference_f0 (`np.ndarray`): `(num_voices,)` reference median F0 in Hz.
         f0_method (`str`, *optional*, defaults to `"ac"`): the F0 tracker of [`median_f0`] for the reference and the
-            samples, `"ac"` (autocorrelation) or `"shs"` (spectral; for Griffin-Lim-decoded audio, see [`f0_track`]).
+            samples, `"ac"` (autocorrelation) or `"shs"` (spectral; for the bundled codec's output, see [`f0_track`]).
     """
 
     voices: list[str]
