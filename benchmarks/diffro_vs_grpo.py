@@ -37,6 +37,7 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
+from ardm_trl.evaluation import mean_and_sem
 from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
 from ardm_trl.models.token_reward import AttributeReward, CTCReward, TokenRewardModel
 from ardm_trl.trainer.diffro_config import DiffROConfig
@@ -86,16 +87,14 @@ class WallClockEvaluation(TrainerCallback):
         return control
 
 
-def mean_and_sem(values: list[float]) -> tuple[float, float]:
-    """Mean over the samples and its standard error (the sampling noise of one evaluation seed); NaN when undefined."""
-    mean = float(np.mean(values)) if values else float("nan")
-    return mean, float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-
-
 def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_reference=None) -> callable:
     """Independent evaluation of a policy on held-out sentences: hama CTC NLL, whisper WER, duration, median F0 and,
-    with a `VoicePitchReference`, the mean F0 in semitones relative to each sample's (identified) voice."""
-    from ardm_trl.rewards import ctc_log_likelihood, evaluate_speech, median_f0
+    with a `VoicePitchReference`, the mean F0 in semitones relative to each sample's (identified) voice.
+
+    Every sentence is sampled once per seed of `args.eval_seeds`, with the same seeds at every evaluation, so the
+    per-sample NLL and WER (kept in the result) pair each sample with the one the starting policy drew from the same
+    noise: `paired_change` turns them into a change with a paired standard error."""
+    from ardm_trl.rewards import ctc_log_likelihood, median_f0, transcribe, word_error_rate
 
     texts = rows["text"][: args.num_eval_sentences]
     phonemes = rows["phonemes"][: args.num_eval_sentences]
@@ -105,13 +104,21 @@ def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_referenc
 
     def evaluate(model) -> dict:
         policy = model.eval()
-        audio = sample_and_decode(policy, text_ids, speech_tokenizer, max_new, 1.0, None, seed=args.eval_seed)
-        lls = (ctc_log_likelihood(w, sr, t) for w, t in zip(audio, texts))
-        nll = [-ll for ll in lls if ll is not None and np.isfinite(ll)]  # as evaluate_speech averages them
-        scores = dict(zip(("ctc_nll", "ctc_nll_sem"), mean_and_sem(nll)))
-        scores.update(evaluate_speech(audio, sr, texts, metrics=("wer",)))
+        audio, all_texts, all_phonemes = [], [], []
+        for seed in args.eval_seeds:
+            audio += sample_and_decode(policy, text_ids, speech_tokenizer, max_new, 1.0, None, seed=seed)
+            all_texts, all_phonemes = all_texts + list(texts), all_phonemes + list(phonemes)
+        lls = [ctc_log_likelihood(w, sr, t) for w, t in zip(audio, all_texts)]
+        nll = [-ll if ll is not None and np.isfinite(ll) else None for ll in lls]
+        wer = [word_error_rate(h, t) for h, t in zip(transcribe(audio, sr), all_texts)]
+        wer = [None if w is None else 100.0 * w for w in wer]
+        scores = dict(zip(("ctc_nll", "ctc_nll_sem"), mean_and_sem([v for v in nll if v is not None])))
+        scores["wer"], scores["wer_sem"] = mean_and_sem([v for v in wer if v is not None])
+        scores["ctc_nll_per_sample"], scores["wer_per_sample"] = nll, wer
         f0 = [f for f in (median_f0(w, sr, method=args.f0_method) for w in audio) if f is not None]
-        scores["seconds_per_phoneme"] = float(np.mean([len(w) / sr / max(len(p), 1) for w, p in zip(audio, phonemes)]))
+        scores["seconds_per_phoneme"] = float(
+            np.mean([len(w) / sr / max(len(p), 1) for w, p in zip(audio, all_phonemes)])
+        )
         scores["median_f0"] = float(np.mean(f0)) if f0 else float("nan")
         if pitch_reference is not None:
             relative = [r["semitones"] for r in pitch_reference.relative_f0(audio, sr) if r is not None]
@@ -119,6 +126,16 @@ def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_referenc
         return scores
 
     return evaluate
+
+
+def paired_change(start: list[float | None], end: list[float | None]) -> dict:
+    """Mean per-sample change `end - start` over the samples defined at both points, its paired standard error, and
+    how many samples improved (went down) or got worse."""
+    pairs = [(a, b) for a, b in zip(start, end) if a is not None and b is not None]
+    diffs = [b - a for a, b in pairs]
+    mean, sem = mean_and_sem(diffs)
+    return {"mean": mean, "sem": sem, "n": len(diffs), "lower": sum(d < 0 for d in diffs),
+            "higher": sum(d > 0 for d in diffs)}  # fmt: skip
 
 
 def audio_ctc_reward_factory(tokenizer: CodecLMTokenizer, speech_tokenizer):
@@ -181,6 +198,10 @@ def summarize(name: str, clock: WallClockEvaluation, history: list[dict], reward
         "reward_first_10_steps": float(np.mean(rewards[:10])) if rewards else None,
         "reward_last_10_steps": float(np.mean(rewards[-10:])) if rewards else None,
         "eval_curve": clock.curve,
+        "paired_change": {
+            key: paired_change(clock.curve[0][f"{key}_per_sample"], clock.curve[-1][f"{key}_per_sample"])
+            for key in ("ctc_nll", "wer") if f"{key}_per_sample" in clock.curve[-1]
+        },  # fmt: skip
     }
 
 
@@ -205,11 +226,21 @@ def write_markdown(results: dict, path: Path) -> None:
         lines.append(f"- {run['method']}: " + "; ".join(
             f"{p['train_minutes']:.1f} min: NLL {p['ctc_nll']:.3f}"
             + (f" ± {p['ctc_nll_sem']:.3f}" if "ctc_nll_sem" in p else "")
-            + f", WER {p['wer']:.1f}, "
+            + f", WER {p['wer']:.1f}"
+            + (f" ± {p['wer_sem']:.1f}" if "wer_sem" in p else "")
+            + ", "
             f"s/phoneme {p['seconds_per_phoneme']:.3f}, F0 {p['median_f0']:.0f}"
             + (f" ({p['relative_f0_semitones']:+.2f}" + (f" ± {p['relative_f0_sem']:.2f}" if "relative_f0_sem" in p else "")
                + " st vs voice)" if "relative_f0_semitones" in p else "")
             for p in run["eval_curve"]))  # fmt: skip
+    paired = [run for run in results["runs"] if run.get("paired_change")]
+    if paired:
+        lines += ["", "Paired change, last evaluation minus first (the same sentences and sampling seeds; mean ± SE of "
+                  "the per-sample differences; samples lower / higher):", ""]  # fmt: skip
+        for run in paired:
+            lines.append(f"- {run['method']}: " + "; ".join(
+                f"{key} {c['mean']:+.3f} ± {c['sem']:.3f} (n = {c['n']}, {c['lower']} lower / {c['higher']} higher)"
+                for key, c in run["paired_change"].items()))  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -264,7 +295,9 @@ def main() -> None:
     parser.add_argument("--f0_method", choices=["ac", "shs"], default="shs",
                         help="F0 tracker of the evaluation (ardm_trl.rewards.f0_track); 'shs' reads the bundled codec's "
                         "output right, 'ac' does not for voices below ~110 Hz (docs/rewards.md)")
-    parser.add_argument("--eval_seed", type=int, default=1234)
+    parser.add_argument("--eval_seeds", type=int, nargs="+", default=[1234],
+                        help="sampling seeds of the evaluation: each held-out sentence is sampled once per seed, with "
+                        "the same seeds at every evaluation (paired samples)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "diffro_vs_grpo.json"))
     parser.add_argument("--replot", action="store_true", help="Only redraw the table and plot from --output's JSON.")

@@ -271,7 +271,7 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
 # ---------------------------------------------------------------------------------------------------- evaluation
 def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) -> dict:
     """Generate test sentences with voice prompts from other utterances of the same speaker; score them (hama CTC NLL,
-    whisper WER, Resemblyzer SIM to the prompt's utterance) next to the corpus audio and its codec reconstruction."""
+    whisper WER, Resemblyzer SIM to the prompt's utterance, DNSMOS overall) next to the corpus audio and its codec reconstruction."""
     from ardm_trl.rewards import evaluate_speech
 
     test = data["test"]
@@ -319,7 +319,8 @@ def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) 
     }
     results = {}
     for name, audio in systems.items():
-        results[name] = evaluate_speech(audio, sr, texts, reference_audio=references, metrics=("ctc_nll", "wer", "sim"))
+        results[name] = evaluate_speech(audio, sr, texts, reference_audio=references,
+                                        metrics=("ctc_nll", "wer", "sim", "dnsmos"))  # fmt: skip
         logger.info("%s: %s", name, results[name])
     true_frames = np.array([test["latents"][i].shape[0] for i in chosen])
     results["generated"].update(

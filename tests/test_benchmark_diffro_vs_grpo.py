@@ -22,7 +22,7 @@ def test_diffro_vs_grpo_runs_every_method_from_the_same_start(tmp_path):
         sys.executable, str(ROOT / "benchmarks" / "diffro_vs_grpo.py"), "--num_utterances", "60",
         "--data_cache", str(tmp_path / "tokens.pt"), "--minutes", "0.02", "--eval_every_minutes", "10",
         "--num_eval_sentences", "2", "--batch_size", "4", "--num_generations", "2", "--max_new_tokens", "16",
-        "--control", "rate_level=fast", "--output", str(output),
+        "--control", "rate_level=fast", "--eval_seeds", "1", "2", "--output", str(output),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                                text=True, timeout=1200)  # fmt: skip
@@ -34,9 +34,18 @@ def test_diffro_vs_grpo_runs_every_method_from_the_same_start(tmp_path):
         assert run["steps"] >= 1 and run["seconds_per_step"] > 0
         assert len(run["eval_curve"]) >= 2  # the start and the end of training
         assert all(np.isfinite(point["relative_f0_semitones"]) for point in run["eval_curve"])  # per-voice pitch
+        # 2 sentences x 2 sampling seeds, paired between the first and the last evaluation
+        assert all(len(point["ctc_nll_per_sample"]) == 4 for point in run["eval_curve"])
+        first, last = run["eval_curve"][0]["ctc_nll_per_sample"], run["eval_curve"][-1]["ctc_nll_per_sample"]
+        pairs = [(a, b) for a, b in zip(first, last) if a is not None and b is not None]
+        change = run["paired_change"]["ctc_nll"]
+        assert change["n"] == len(pairs) and change["lower"] + change["higher"] <= len(pairs)
+        assert change["mean"] == pytest.approx(np.mean([b - a for a, b in pairs]))
     starts = [run["eval_curve"][0] for run in runs.values()]
     for start in starts[1:]:
         assert start["ctc_nll"] == pytest.approx(starts[0]["ctc_nll"], abs=1e-6)
         assert start["seconds_per_phoneme"] == pytest.approx(starts[0]["seconds_per_phoneme"], abs=1e-9)
-    assert output.with_suffix(".md").read_text().count("\n|") == len(runs) + 1  # rule and rows after the header
+    markdown = output.with_suffix(".md").read_text()
+    assert markdown.count("\n|") == len(runs) + 1  # rule and rows after the header
+    assert "Paired change" in markdown
     assert output.with_suffix(".png").stat().st_size > 0

@@ -235,7 +235,15 @@ def codec_lm_text_gap(model, rows: Sequence[dict[str, Any]], batch_size: int = 1
     return {**results, "gap": results["shifted"] - results["matched"]}
 
 
+def mean_and_sem(values: Sequence[float]) -> tuple[float, float]:
+    """Mean of `values` and its standard error (sample std / sqrt(n)): the sampling noise of one evaluation. The mean
+    is NaN for no values, the standard error for fewer than two."""
+    mean = float(np.mean(values)) if len(values) else float("nan")
+    sem = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return mean, sem
+
+
 __all__ = [
-    "ARDMEvaluation", "codec_lm_text_gap", "evaluate_ardm", "score_audio", "teacher_forced_latents",
+    "ARDMEvaluation", "codec_lm_text_gap", "evaluate_ardm", "mean_and_sem", "score_audio", "teacher_forced_latents",
     "text_conditioning_gain",
 ]
