@@ -1,0 +1,173 @@
+"""Sampling settings against the intelligibility of a bundled generator's speech, on held-out test sentences.
+
+- `--model codec_lm`: settings `TEMPERATURE:TOP_K` (`none` = no top-k); the codec LM samples speech tokens for the
+  first `--num_sentences` test sentences of the 3,000-utterance corpus, the speech tokenizer decodes them.
+- `--model ardm`: settings `TEMPERATURE:DDPM_STEPS:LM_GUIDANCE`; the ARDM speaks `--num_sentences` test sentences
+  (chosen and voice-prompted as in `examples/pretrain_ardm.py`'s evaluation: a prompt from another utterance of the
+  same voice), the codec decodes the latents.
+
+Each setting samples every sentence once per `--seeds` seed (the same seeds for every setting), and the independent
+evaluators score the audio: hama CTC NLL per phoneme and whisper tiny.en WER (%), for the ARDM also the speaker
+similarity to the prompt's utterance and DNSMOS; each as the mean over all samples (sentences x seeds) with its
+standard error, and per seed. Results go to `benchmarks/results/sampling_quality_{model}.json` and `.md`.
+
+Usage:
+
+    OMP_NUM_THREADS=1 python benchmarks/sampling_quality.py --model codec_lm --settings 1.0:none 0.6:25 \\
+        --data_cache outputs/codec_lm_data/tokens_3k.pt
+    OMP_NUM_THREADS=1 python benchmarks/sampling_quality.py --model ardm --settings 1.0:16:2 0.6:16:2 \\
+        --data_cache outputs/pretrain_ardm/latents_3k.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ardm_trl.evaluation import mean_and_sem
+from ardm_trl.rewards import ctc_log_likelihood, dnsmos, speaker_similarity, transcribe, word_error_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+
+logger = logging.getLogger("sampling_quality")
+
+# sample(setting, seed) -> waveforms, one per sentence
+Sampler = Callable[[str, int], list[np.ndarray]]
+
+
+def codec_lm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None, int]:
+    from pretrain_codec_lm import load_speech_tokenizer, sample_and_decode, tokenize_corpus
+
+    from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
+
+    speech_tokenizer = load_speech_tokenizer(None)
+    test = tokenize_corpus(args.num_utterances, 0, speech_tokenizer, args.data_cache, "bundled")["test"]
+    path = args.model_path or "pretrained/codec_lm"
+    tokenizer = CodecLMTokenizer.from_pretrained(path)
+    model = CodecLMForSpeechSynthesis.from_pretrained(path).float().eval()
+    text_ids = [tokenizer.encode(p, add_special_tokens=False) for p in test["phonemes"][: args.num_sentences]]
+    max_new = int(1.5 * max(len(s) for s in test["speech_ids"][: args.num_sentences])) + 10
+
+    def sample(setting: str, seed: int) -> list[np.ndarray]:
+        temperature, top_k = setting.split(":")
+        top_k = None if top_k == "none" else int(top_k)
+        return sample_and_decode(model, text_ids, speech_tokenizer, max_new, float(temperature), top_k, seed)
+
+    return sample, list(test["text"][: args.num_sentences]), None, speech_tokenizer.sampling_rate
+
+
+def ardm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None, int]:
+    from pretrain_ardm import ScriptArguments, encode_corpus, load_codec, pick_prompt, speaker_index
+
+    from ardm_trl import ARDMForSpeechSynthesis
+    from ardm_trl.data.collators import ARDMDataCollator
+    from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
+
+    script_args = ScriptArguments(num_utterances=args.num_utterances, data_cache=args.data_cache)
+    codec = load_codec(None)
+    test = encode_corpus(script_args, codec)["test"]
+    path = args.model_path or "pretrained/ardm"
+    model = ARDMForSpeechSynthesis.from_pretrained(path).eval()
+    tokenizer = ARDMTextTokenizer.from_pretrained(path)
+    rng, speakers = random.Random(script_args.eval_seed), speaker_index(test)
+    candidates = [i for i in range(len(test["text"])) if len(speakers[f"{test['voice'][i]}|{test['pitch_level'][i]}"]) > 1]
+    chosen = rng.sample(candidates, args.num_sentences)
+    prompts, sources = zip(*(pick_prompt(test, speakers, i, rng, script_args.prompt_min_frames,
+                                         script_args.prompt_max_frames) for i in chosen))  # fmt: skip
+    collate = ARDMDataCollator(model.config.patch_size)
+
+    def sample(setting: str, seed: int) -> list[np.ndarray]:
+        temperature, steps, guidance = setting.split(":")
+        generator, latents = torch.Generator().manual_seed(seed), []
+        for b in range(0, len(chosen), 8):
+            batch = collate([{"text_input_ids": tokenizer.encode(test["phonemes"][i]), "prompt_latents": p}
+                             for i, p in zip(chosen[b : b + 8], prompts[b : b + 8])])  # fmt: skip
+            with torch.no_grad():
+                out = model.generate(**batch, lm_guidance_scale=float(guidance), num_inference_steps=int(steps),
+                                     temperature=float(temperature), generator=generator)  # fmt: skip
+            latents += [out.latents[k][out.latents_mask[k]] for k in range(len(batch["text_input_ids"]))]
+        return codec.decode_list(latents)
+
+    references = [test["audio"][j] for j in sources]
+    return sample, [test["text"][i] for i in chosen], references, codec.sampling_rate
+
+
+def score(audio: list[np.ndarray], sr: int, texts: list[str], references: list[np.ndarray] | None) -> dict:
+    """Per-sample metrics (`None` where undefined): CTC NLL, WER in %, and with references SIM and DNSMOS."""
+    lls = [ctc_log_likelihood(w, sr, t) for w, t in zip(audio, texts)]
+    wers = [word_error_rate(h, t) for h, t in zip(transcribe(audio, sr), texts)]
+    scores = {"ctc_nll": [-ll if ll is not None and np.isfinite(ll) else None for ll in lls],
+              "wer": [None if w is None else 100.0 * w for w in wers],
+              "seconds": [len(w) / sr for w in audio]}  # fmt: skip
+    if references is not None:
+        scores["sim"] = [speaker_similarity(w, r, sr, sr) for w, r in zip(audio, references)]
+        scores["dnsmos"] = [None if s is None else s["ovrl_mos"] for s in dnsmos(audio, sr)]
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=["codec_lm", "ardm"], required=True)
+    parser.add_argument("--model_path", default=None, help="default: the bundled model under pretrained/")
+    parser.add_argument("--num_utterances", type=int, default=3000)
+    parser.add_argument("--data_cache", required=True)
+    parser.add_argument("--settings", nargs="+", required=True,
+                        help="codec_lm: TEMPERATURE:TOP_K; ardm: TEMPERATURE:DDPM_STEPS:LM_GUIDANCE")  # fmt: skip
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--num_sentences", type=int, default=32)
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+
+    sample, texts, references, sr = (codec_lm_sampler if args.model == "codec_lm" else ardm_sampler)(args)
+    results = {"args": vars(args), "settings": {}}
+    for setting in args.settings:
+        start, pooled, per_seed = time.time(), {}, {}
+        for seed in args.seeds:
+            scores = score(sample(setting, seed), sr, texts, references)
+            per_seed[seed] = {key: mean_and_sem([v for v in values if v is not None])[0] for key, values in scores.items()}
+            for key, values in scores.items():
+                pooled.setdefault(key, []).extend(v for v in values if v is not None)
+        results["settings"][setting] = {
+            **{key: dict(zip(("mean", "sem"), mean_and_sem(values))) for key, values in pooled.items()},
+            "per_seed": per_seed, "minutes": (time.time() - start) / 60,
+        }  # fmt: skip
+        logger.info("%s: %s", setting, json.dumps(results["settings"][setting]))
+
+    output = Path(args.output or ROOT / "benchmarks" / "results" / f"sampling_quality_{args.model}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1))
+    output.with_suffix(".md").write_text(markdown(results))
+    logger.info("results in %s", output)
+
+
+def markdown(results: dict) -> str:
+    args = results["args"]
+    keys = [k for k in ("ctc_nll", "wer", "sim", "dnsmos", "seconds") if k in next(iter(results["settings"].values()))]
+    names = {"ctc_nll": "CTC NLL / phoneme", "wer": "WER %", "sim": "SIM", "dnsmos": "DNSMOS", "seconds": "duration (s)"}
+    setting_name = "temperature : top-k" if args["model"] == "codec_lm" else "temperature : DDPM steps : guidance"
+    lines = [f"{args['model']} `{args['model_path'] or 'bundled'}`, {args['num_sentences']} test sentences x seeds "
+             f"{args['seeds']}: mean ± SE over all samples (per-seed means in brackets)", "",
+             f"| {setting_name} | " + " | ".join(names[k] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
+    for setting, r in results["settings"].items():
+        cells = []
+        for key in keys:
+            digits = 1 if key == "wer" else 2 if key != "sim" else 3
+            seeds = " / ".join(format(s[key], f".{digits}f") for s in r["per_seed"].values())
+            cells.append(f"{r[key]['mean']:.{digits}f} ± {r[key]['sem']:.{digits}f} ({seeds})")
+        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
