@@ -287,6 +287,9 @@ def main() -> None:
     parser.add_argument("--diffro_learning_rate", type=float, default=2e-5)
     parser.add_argument("--grpo_learning_rate", type=float, default=2e-5)
     parser.add_argument("--diffro_beta", type=float, default=0.01)
+    parser.add_argument("--ctc_reduction", choices=["mean", "sum"], default="mean",
+                        help="DiffRO's CTC reward per text unit (mean) or per sentence (sum, on the scale of the "
+                        "summed KL)")  # fmt: skip
     parser.add_argument("--grpo_beta", type=float, default=0.0)
     parser.add_argument("--pitch_reference_utterances", type=int, default=400,
                         help="corpus utterances (all voices, seed corpus_seed + 1000) for the per-voice F0 reference "
@@ -325,14 +328,15 @@ def main() -> None:
     results = {"args": vars(args), "torch_threads": torch.get_num_threads(), "runs": []}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         if method == "diffro":
-            results["runs"].append(run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, [CTCReward(mtr)]))
+            rewards = [CTCReward(mtr, reduction=args.ctc_reduction)]
+            results["runs"].append(run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, rewards))
         elif method == "grpo":
             results["runs"].append(run_grpo(args, data, tokenizer, speech_tokenizer, evaluate))
         else:
             raise ValueError(f"Unknown method {method!r}: use diffro and/or grpo.")
     for control in args.control:
         task, target = control.split("=", 1)
-        rewards = [CTCReward(mtr), AttributeReward(mtr, task)]
+        rewards = [CTCReward(mtr, reduction=args.ctc_reduction), AttributeReward(mtr, task)]
         results["runs"].append(run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, rewards,
                                           targets={task: target}, name=f"diffro_control_{task}_{target}"))  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)

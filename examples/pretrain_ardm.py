@@ -82,6 +82,9 @@ class ScriptArguments:
     )
     num_eval_samples: int = field(default=24, metadata={"help": "Test utterances generated for the evaluation."})
     eval_lm_guidance_scale: float = field(default=2.0, metadata={"help": "LM guidance weight of the evaluation."})
+    eval_temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the evaluation (`generate(temperature=)`; 1 = the model)."}
+    )
     eval_seed: int = field(default=1234, metadata={"help": "Seed of the evaluation samples."})
 
 
@@ -297,7 +300,8 @@ def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) 
             [{"text_input_ids": tokenizer.encode(test["phonemes"][i]), "prompt_latents": p}
              for i, p in zip(idx, prompts[b : b + 8])]
         )  # fmt: skip
-        out = model.generate(**batch, lm_guidance_scale=script_args.eval_lm_guidance_scale, generator=generator)
+        out = model.generate(**batch, lm_guidance_scale=script_args.eval_lm_guidance_scale,
+                             temperature=script_args.eval_temperature, generator=generator)  # fmt: skip
         for k in range(len(idx)):
             generated.append(out.latents[k][out.latents_mask[k]])
         num_patches += out.num_patches.tolist()
@@ -338,6 +342,7 @@ def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) 
         soundfile.write(out_dir / f"sample_{k}.wav", systems["generated"][k], sr)
         soundfile.write(out_dir / f"original_{k}.wav", systems["corpus audio"][k], sr)
     return {"num_samples": len(chosen), "lm_guidance_scale": script_args.eval_lm_guidance_scale,
+            "temperature": script_args.eval_temperature,
             "num_inference_steps": model.config.num_inference_steps, "results": results}  # fmt: skip
 
 
