@@ -94,7 +94,7 @@ def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_referenc
     Every sentence is sampled once per seed of `args.eval_seeds`, with the same seeds at every evaluation, so the
     per-sample NLL and WER (kept in the result) pair each sample with the one the starting policy drew from the same
     noise: `paired_change` turns them into a change with a paired standard error."""
-    from ardm_trl.rewards import ctc_log_likelihood, median_f0, transcribe, word_error_rate
+    from ardm_trl.rewards import median_f0, score_speech
 
     texts = rows["text"][: args.num_eval_sentences]
     phonemes = rows["phonemes"][: args.num_eval_sentences]
@@ -108,10 +108,8 @@ def make_evaluator(tokenizer, speech_tokenizer, rows: dict, args, pitch_referenc
         for seed in args.eval_seeds:
             audio += sample_and_decode(policy, text_ids, speech_tokenizer, max_new, 1.0, None, seed=seed)
             all_texts, all_phonemes = all_texts + list(texts), all_phonemes + list(phonemes)
-        lls = [ctc_log_likelihood(w, sr, t) for w, t in zip(audio, all_texts)]
-        nll = [-ll if ll is not None and np.isfinite(ll) else None for ll in lls]
-        wer = [word_error_rate(h, t) for h, t in zip(transcribe(audio, sr), all_texts)]
-        wer = [None if w is None else 100.0 * w for w in wer]
+        per_sample = score_speech(audio, sr, all_texts, metrics=("ctc_nll", "wer"))
+        nll, wer = per_sample["ctc_nll"], per_sample["wer"]
         scores = dict(zip(("ctc_nll", "ctc_nll_sem"), mean_and_sem([v for v in nll if v is not None])))
         scores["wer"], scores["wer_sem"] = mean_and_sem([v for v in wer if v is not None])
         scores["ctc_nll_per_sample"], scores["wer_per_sample"] = nll, wer

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from ardm_trl.evaluation import mean_and_sem
-from ardm_trl.rewards import ctc_log_likelihood, dnsmos, speaker_similarity, transcribe, word_error_rate
+from ardm_trl.rewards import score_speech
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -67,7 +66,7 @@ def codec_lm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None,
 
 
 def ardm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None, int]:
-    from pretrain_ardm import ScriptArguments, encode_corpus, load_codec, pick_prompt, speaker_index
+    from pretrain_ardm import ScriptArguments, choose_eval_prompts, encode_corpus, load_codec
 
     from ardm_trl import ARDMForSpeechSynthesis
     from ardm_trl.data.collators import ARDMDataCollator
@@ -79,11 +78,7 @@ def ardm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None, int
     path = args.model_path or "pretrained/ardm"
     model = ARDMForSpeechSynthesis.from_pretrained(path).eval()
     tokenizer = ARDMTextTokenizer.from_pretrained(path)
-    rng, speakers = random.Random(script_args.eval_seed), speaker_index(test)
-    candidates = [i for i in range(len(test["text"])) if len(speakers[f"{test['voice'][i]}|{test['pitch_level'][i]}"]) > 1]
-    chosen = rng.sample(candidates, args.num_sentences)
-    prompts, sources = zip(*(pick_prompt(test, speakers, i, rng, script_args.prompt_min_frames,
-                                         script_args.prompt_max_frames) for i in chosen))  # fmt: skip
+    chosen, prompts, sources = choose_eval_prompts(test, args.num_sentences, script_args)
     collate = ARDMDataCollator(model.config.patch_size)
 
     def sample(setting: str, seed: int) -> list[np.ndarray]:
@@ -104,15 +99,8 @@ def ardm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None, int
 
 def score(audio: list[np.ndarray], sr: int, texts: list[str], references: list[np.ndarray] | None) -> dict:
     """Per-sample metrics (`None` where undefined): CTC NLL, WER in %, and with references SIM and DNSMOS."""
-    lls = [ctc_log_likelihood(w, sr, t) for w, t in zip(audio, texts)]
-    wers = [word_error_rate(h, t) for h, t in zip(transcribe(audio, sr), texts)]
-    scores = {"ctc_nll": [-ll if ll is not None and np.isfinite(ll) else None for ll in lls],
-              "wer": [None if w is None else 100.0 * w for w in wers],
-              "seconds": [len(w) / sr for w in audio]}  # fmt: skip
-    if references is not None:
-        scores["sim"] = [speaker_similarity(w, r, sr, sr) for w, r in zip(audio, references)]
-        scores["dnsmos"] = [None if s is None else s["ovrl_mos"] for s in dnsmos(audio, sr)]
-    return scores
+    metrics = ("ctc_nll", "wer") if references is None else ("ctc_nll", "wer", "sim", "dnsmos")
+    return {**score_speech(audio, sr, texts, references, metrics), "seconds": [len(w) / sr for w in audio]}
 
 
 def main() -> None:

@@ -272,18 +272,25 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
+def choose_eval_prompts(test: dict, num_samples: int, script_args: ScriptArguments) -> tuple[list[int], tuple, tuple]:
+    """The evaluation's test rows (seeded by `eval_seed`), each with a voice prompt cut from another utterance of the
+    same speaker: `(rows, prompt latents, index of each prompt's source utterance)`."""
+    rng = random.Random(script_args.eval_seed)
+    speakers = speaker_index(test)
+    candidates = [i for i in range(len(test["text"])) if len(speakers[f"{test['voice'][i]}|{test['pitch_level'][i]}"]) > 1]
+    chosen = rng.sample(candidates, min(num_samples, len(candidates)))
+    prompts, sources = zip(*(pick_prompt(test, speakers, i, rng, script_args.prompt_min_frames,
+                                         script_args.prompt_max_frames) for i in chosen))  # fmt: skip
+    return chosen, prompts, sources
+
+
 def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) -> dict:
     """Generate test sentences with voice prompts from other utterances of the same speaker; score them (hama CTC NLL,
     whisper WER, Resemblyzer SIM to the prompt's utterance, DNSMOS overall) next to the corpus audio and its codec reconstruction."""
     from ardm_trl.rewards import evaluate_speech
 
     test = data["test"]
-    rng = random.Random(script_args.eval_seed)
-    speakers = speaker_index(test)
-    candidates = [i for i in range(len(test["text"])) if len(speakers[f"{test['voice'][i]}|{test['pitch_level'][i]}"]) > 1]
-    chosen = rng.sample(candidates, min(script_args.num_eval_samples, len(candidates)))
-    prompts, sources = zip(*(pick_prompt(test, speakers, i, rng, script_args.prompt_min_frames,
-                                         script_args.prompt_max_frames) for i in chosen))  # fmt: skip
+    chosen, prompts, sources = choose_eval_prompts(test, script_args.num_eval_samples, script_args)
     model.eval()
     gain_batch = ARDMDataCollator(model.config.patch_size)(
         [{"text_input_ids": tokenizer.encode(test["phonemes"][i]), "latents": test["latents"][i], "prompt_latents": p}

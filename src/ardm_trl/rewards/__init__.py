@@ -10,7 +10,7 @@ Heavy models (hama, whisper, Resemblyzer, DNSMOS) are imported and loaded lazily
 from .asr import ErrorRateReward, character_error_rate, normalize_text, transcribe, word_error_rate
 from .base import SpeechCodec, SpeechReward
 from .ctc import CTCLogLikelihoodReward, ctc_log_likelihood, text_to_phonemes
-from .evaluation import DEFAULT_METRICS, evaluate_speech
+from .evaluation import DEFAULT_METRICS, evaluate_speech, score_speech
 from .f0 import F0VarianceReward, bandpass_f0, f0_track, f0_variance
 from .normalization import group_normalize
 from .quality import DNSMOSReward, dnsmos
@@ -32,6 +32,7 @@ __all__ = [
     "ctc_log_likelihood",
     "dnsmos",
     "evaluate_speech",
+    "score_speech",
     "f0_track",
     "f0_variance",
     "group_normalize",

@@ -14,7 +14,7 @@ from .f0 import f0_variance
 from .quality import dnsmos
 from .speaker import speaker_similarity
 
-__all__ = ["DEFAULT_METRICS", "evaluate_speech"]
+__all__ = ["DEFAULT_METRICS", "evaluate_speech", "score_speech"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +22,61 @@ DEFAULT_METRICS = ("f0v", "wer", "cer", "ctc_nll", "sim", "dnsmos")
 _KNOWN = frozenset(DEFAULT_METRICS)
 
 
+def _percent(rate: float | None) -> float | None:
+    return None if rate is None else 100.0 * rate
+
+
 def _mean(values: Sequence[float | None]) -> float:
     defined = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.mean(defined)) if defined else float("nan")
+
+
+def score_speech(
+    audio: list[np.ndarray],
+    sampling_rate: int,
+    texts: list[str],
+    reference_audio: list[np.ndarray] | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    reference_sampling_rate: int | None = None,
+) -> dict[str, list[float | None]]:
+    """Each metric of [`evaluate_speech`] per utterance (`None` where it is undefined), for standard errors and paired
+    comparisons; same arguments, same validation.
+    """
+    unknown = set(metrics) - _KNOWN
+    if unknown:
+        raise ValueError(f"Unknown metrics {sorted(unknown)}; choose from {list(DEFAULT_METRICS)}.")
+    audio = [as_waveform(wav) for wav in audio]
+    if len(texts) != len(audio):
+        raise ValueError(f"{len(audio)} utterances but {len(texts)} texts.")
+    metrics = list(metrics)
+    if "sim" in metrics and reference_audio is None:
+        if tuple(metrics) != DEFAULT_METRICS:
+            raise ValueError("The 'sim' metric needs `reference_audio` (one reference waveform per utterance).")
+        logger.info("evaluate_speech: no `reference_audio`, skipping 'sim'.")
+        metrics.remove("sim")
+    if reference_audio is not None and len(reference_audio) != len(audio):
+        raise ValueError(f"{len(audio)} utterances but {len(reference_audio)} reference waveforms.")
+
+    results: dict[str, list[float | None]] = {}
+    if "f0v" in metrics:
+        results["f0v"] = [f0_variance(wav, sampling_rate) for wav in audio]
+    if "wer" in metrics or "cer" in metrics:
+        hypotheses = transcribe(audio, sampling_rate)
+        if "wer" in metrics:
+            results["wer"] = [_percent(word_error_rate(h, t)) for h, t in zip(hypotheses, texts)]
+        if "cer" in metrics:
+            results["cer"] = [_percent(character_error_rate(h, t)) for h, t in zip(hypotheses, texts)]
+    if "ctc_nll" in metrics:
+        log_likelihoods = [ctc_log_likelihood(wav, sampling_rate, text) for wav, text in zip(audio, texts)]
+        results["ctc_nll"] = [None if ll is None or not np.isfinite(ll) else -ll for ll in log_likelihoods]
+    if "sim" in metrics:
+        ref_sr = reference_sampling_rate or sampling_rate
+        sims = [speaker_similarity(wav, ref, sampling_rate, ref_sr) for wav, ref in zip(audio, reference_audio)]
+        results["sim"] = sims
+    if "dnsmos" in metrics:
+        scores = dnsmos(audio, sampling_rate)
+        results["dnsmos"] = [None if s is None else s["ovrl_mos"] for s in scores]
+    return {key: results[key] for key in metrics}
 
 
 def evaluate_speech(
@@ -55,38 +107,5 @@ def evaluate_speech(
         metrics: which metrics to compute.
         reference_sampling_rate: sampling rate of `reference_audio` (defaults to `sampling_rate`).
     """
-    unknown = set(metrics) - _KNOWN
-    if unknown:
-        raise ValueError(f"Unknown metrics {sorted(unknown)}; choose from {list(DEFAULT_METRICS)}.")
-    audio = [as_waveform(wav) for wav in audio]
-    if len(texts) != len(audio):
-        raise ValueError(f"{len(audio)} utterances but {len(texts)} texts.")
-    metrics = list(metrics)
-    if "sim" in metrics and reference_audio is None:
-        if tuple(metrics) != DEFAULT_METRICS:
-            raise ValueError("The 'sim' metric needs `reference_audio` (one reference waveform per utterance).")
-        logger.info("evaluate_speech: no `reference_audio`, skipping 'sim'.")
-        metrics.remove("sim")
-    if reference_audio is not None and len(reference_audio) != len(audio):
-        raise ValueError(f"{len(audio)} utterances but {len(reference_audio)} reference waveforms.")
-
-    results: dict[str, float] = {}
-    if "f0v" in metrics:
-        results["f0v"] = _mean([f0_variance(wav, sampling_rate) for wav in audio])
-    if "wer" in metrics or "cer" in metrics:
-        hypotheses = transcribe(audio, sampling_rate)
-        if "wer" in metrics:
-            results["wer"] = 100.0 * _mean([word_error_rate(h, t) for h, t in zip(hypotheses, texts)])
-        if "cer" in metrics:
-            results["cer"] = 100.0 * _mean([character_error_rate(h, t) for h, t in zip(hypotheses, texts)])
-    if "ctc_nll" in metrics:
-        log_likelihoods = [ctc_log_likelihood(wav, sampling_rate, text) for wav, text in zip(audio, texts)]
-        results["ctc_nll"] = -_mean(log_likelihoods)
-    if "sim" in metrics:
-        ref_sr = reference_sampling_rate or sampling_rate
-        sims = [speaker_similarity(wav, ref, sampling_rate, ref_sr) for wav, ref in zip(audio, reference_audio)]
-        results["sim"] = _mean(sims)
-    if "dnsmos" in metrics:
-        scores = dnsmos(audio, sampling_rate)
-        results["dnsmos"] = _mean([None if s is None else s["ovrl_mos"] for s in scores])
-    return {key: results[key] for key in metrics}
+    scores = score_speech(audio, sampling_rate, texts, reference_audio, metrics, reference_sampling_rate)
+    return {key: _mean(values) for key, values in scores.items()}
