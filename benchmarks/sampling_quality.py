@@ -9,7 +9,12 @@
 Each setting samples every sentence once per `--seeds` seed (the same seeds for every setting), and the independent
 evaluators score the audio: hama CTC NLL per phoneme and whisper tiny.en WER (%), for the ARDM also the speaker
 similarity to the prompt's utterance and DNSMOS; each as the mean over all samples (sentences x seeds) with its
-standard error, and per seed. Results go to `benchmarks/results/sampling_quality_{model}.json` and `.md`.
+standard error, and per seed. The same evaluators score the references on the same sentences, in the same run: the
+corpus audio, and its round trip through the model's codec (the codec LM's speech tokenizer, or the ARDM's latent
+codec), the best any generator on those tokens or latents can do. A paired table then compares every setting with
+the corpus audio sentence by sentence (the sample's score, averaged over the seeds, minus the corpus audio's: mean ±
+SE over the sentences, and the share of sentences where the samples do at least as well). Results go to
+`benchmarks/results/sampling_quality_{model}.json` and `.md`.
 
 Usage:
 
@@ -42,10 +47,14 @@ logger = logging.getLogger("sampling_quality")
 
 # sample(setting, seed) -> waveforms, one per sentence
 Sampler = Callable[[str, int], list[np.ndarray]]
+# what a model's factory returns: the sampler, the sentences' texts, the audio the speaker similarity is measured
+# against (None: no SIM), the sampling rate, and the reference systems' audio of the same sentences by name
+Setup = tuple[Sampler, list[str], list[np.ndarray] | None, int, dict[str, list[np.ndarray]]]
+PAIRED_METRICS = ("ctc_nll", "wer")
 
 
-def codec_lm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None, int]:
-    from pretrain_codec_lm import load_speech_tokenizer, sample_and_decode, tokenize_corpus
+def codec_lm_sampler(args) -> Setup:
+    from pretrain_codec_lm import decode_codes, load_speech_tokenizer, sample_and_decode, tokenize_corpus
 
     from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
 
@@ -62,10 +71,12 @@ def codec_lm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None,
         top_k = None if top_k == "none" else int(top_k)
         return sample_and_decode(model, text_ids, speech_tokenizer, max_new, float(temperature), top_k, seed)
 
-    return sample, list(test["text"][: args.num_sentences]), None, speech_tokenizer.sampling_rate
+    systems = {"corpus audio": [np.asarray(a, dtype=np.float32) for a in test["audio"][: args.num_sentences]],
+               "tokenizer resynthesis": decode_codes(speech_tokenizer, test["speech_ids"][: args.num_sentences])}  # fmt: skip
+    return sample, list(test["text"][: args.num_sentences]), None, speech_tokenizer.sampling_rate, systems
 
 
-def ardm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None, int]:
+def ardm_sampler(args) -> Setup:
     from pretrain_ardm import ScriptArguments, choose_eval_prompts, encode_corpus, load_codec
 
     from ardm_trl import ARDMForSpeechSynthesis
@@ -94,13 +105,39 @@ def ardm_sampler(args) -> tuple[Sampler, list[str], list[np.ndarray] | None, int
         return codec.decode_list(latents)
 
     references = [test["audio"][j] for j in sources]
-    return sample, [test["text"][i] for i in chosen], references, codec.sampling_rate
+    with torch.no_grad():
+        reconstruction = codec.decode_list([test["latents"][i] for i in chosen])
+    systems = {"corpus audio": [np.asarray(test["audio"][i], dtype=np.float32) for i in chosen],
+               "codec reconstruction": reconstruction}  # fmt: skip
+    return sample, [test["text"][i] for i in chosen], references, codec.sampling_rate, systems
 
 
 def score(audio: list[np.ndarray], sr: int, texts: list[str], references: list[np.ndarray] | None) -> dict:
     """Per-sample metrics (`None` where undefined): CTC NLL, WER in %, and with references SIM and DNSMOS."""
     metrics = ("ctc_nll", "wer") if references is None else ("ctc_nll", "wer", "sim", "dnsmos")
     return {**score_speech(audio, sr, texts, references, metrics), "seconds": [len(w) / sr for w in audio]}
+
+
+def summarize(scores: dict[str, list]) -> dict[str, dict[str, float]]:
+    """Mean and standard error of each metric over its defined values."""
+    return {key: dict(zip(("mean", "sem"), mean_and_sem([v for v in values if v is not None])))
+            for key, values in scores.items()}  # fmt: skip
+
+
+def paired_with(samples: dict[int, dict[str, list]], reference: dict[str, list]) -> dict[str, dict[str, float]]:
+    """Sentence by sentence: the samples' score averaged over the seeds minus the reference's (mean ± SE over the
+    sentences where both are defined), and the share of those sentences where the samples are at least as good."""
+    paired = {}
+    for key in PAIRED_METRICS:
+        diffs = []
+        for i, ref in enumerate(reference[key]):
+            values = [per_seed[key][i] for per_seed in samples.values() if per_seed[key][i] is not None]
+            if ref is not None and values:
+                diffs.append(float(np.mean(values)) - ref)
+        mean, sem = mean_and_sem(diffs)
+        paired[key] = {"mean": mean, "sem": sem, "num_sentences": len(diffs),
+                       "share_at_least_as_good": float(np.mean([d <= 0 for d in diffs])) if diffs else float("nan")}  # fmt: skip
+    return paired
 
 
 def main() -> None:
@@ -113,24 +150,30 @@ def main() -> None:
                         help="codec_lm: TEMPERATURE:TOP_K; ardm: TEMPERATURE:DDPM_STEPS:LM_GUIDANCE")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--num_sentences", type=int, default=32)
+    parser.add_argument("--no_references", action="store_true",
+                        help="skip scoring the corpus audio and its codec round trip on the same sentences")  # fmt: skip
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
-    sample, texts, references, sr = (codec_lm_sampler if args.model == "codec_lm" else ardm_sampler)(args)
-    results = {"args": vars(args), "settings": {}}
+    sample, texts, references, sr, systems = (codec_lm_sampler if args.model == "codec_lm" else ardm_sampler)(args)
+    results = {"args": vars(args), "settings": {}, "references": {}}
+    for name, audio in {} if args.no_references else systems.items():
+        scores = score(audio, sr, texts, references)
+        results["references"][name] = {**summarize(scores), "per_sentence": scores}
+        logger.info("%s: %s", name, json.dumps(summarize(scores)))
     for setting in args.settings:
-        start, pooled, per_seed = time.time(), {}, {}
+        start, per_seed, samples = time.time(), {}, {}
         for seed in args.seeds:
-            scores = score(sample(setting, seed), sr, texts, references)
-            per_seed[seed] = {key: mean_and_sem([v for v in values if v is not None])[0] for key, values in scores.items()}
-            for key, values in scores.items():
-                pooled.setdefault(key, []).extend(v for v in values if v is not None)
-        results["settings"][setting] = {
-            **{key: dict(zip(("mean", "sem"), mean_and_sem(values))) for key, values in pooled.items()},
-            "per_seed": per_seed, "minutes": (time.time() - start) / 60,
-        }  # fmt: skip
-        logger.info("%s: %s", setting, json.dumps(results["settings"][setting]))
+            samples[seed] = score(sample(setting, seed), sr, texts, references)
+            per_seed[seed] = {key: value["mean"] for key, value in summarize(samples[seed]).items()}
+        pooled = {key: [v for seed in args.seeds for v in samples[seed][key]] for key in samples[args.seeds[0]]}
+        results["settings"][setting] = {**summarize(pooled), "per_seed": per_seed, "per_sample": samples,
+                                        "minutes": (time.time() - start) / 60}  # fmt: skip
+        if "corpus audio" in results["references"]:
+            corpus = results["references"]["corpus audio"]["per_sentence"]
+            results["settings"][setting]["vs_corpus_audio"] = paired_with(samples, corpus)
+        logger.info("%s: %s", setting, json.dumps(summarize(pooled)))
 
     output = Path(args.output or ROOT / "benchmarks" / "results" / f"sampling_quality_{args.model}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -147,13 +190,26 @@ def markdown(results: dict) -> str:
     lines = [f"{args['model']} `{args['model_path'] or 'bundled'}`, {args['num_sentences']} test sentences x seeds "
              f"{args['seeds']}: mean ± SE over all samples (per-seed means in brackets)", "",
              f"| {setting_name} | " + " | ".join(names[k] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
+    digits = {"wer": 1, "sim": 3}
     for setting, r in results["settings"].items():
         cells = []
         for key in keys:
-            digits = 1 if key == "wer" else 2 if key != "sim" else 3
-            seeds = " / ".join(format(s[key], f".{digits}f") for s in r["per_seed"].values())
-            cells.append(f"{r[key]['mean']:.{digits}f} ± {r[key]['sem']:.{digits}f} ({seeds})")
+            d = digits.get(key, 2)
+            seeds = " / ".join(format(s[key], f".{d}f") for s in r["per_seed"].values())
+            cells.append(f"{r[key]['mean']:.{d}f} ± {r[key]['sem']:.{d}f} ({seeds})")
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    for name, r in results.get("references", {}).items():
+        cells = [f"{r[key]['mean']:.{digits.get(key, 2)}f} ± {r[key]['sem']:.{digits.get(key, 2)}f}" for key in keys]
+        lines.append(f"| {name} (reference) | " + " | ".join(cells) + " |")
+    paired = {setting: r["vs_corpus_audio"] for setting, r in results["settings"].items() if "vs_corpus_audio" in r}
+    if paired:
+        lines += ["", "Sentence by sentence against the corpus audio (samples averaged over the seeds minus the corpus "
+                  "audio; share = sentences where the samples score at least as well):", "",
+                  f"| {setting_name} | CTC NLL change | share | WER change (points) | share |", "|---" * 5 + "|"]  # fmt: skip
+        for setting, p in paired.items():
+            n, w = p["ctc_nll"], p["wer"]
+            lines.append(f"| {setting} | {n['mean']:+.2f} ± {n['sem']:.2f} | {n['share_at_least_as_good']:.0%} | "
+                         f"{w['mean']:+.1f} ± {w['sem']:.1f} | {w['share_at_least_as_good']:.0%} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
