@@ -18,21 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Dataset
 
+from ardm_trl.audio import load_speech_tokenizer
+from ardm_trl.data.corpus_cache import tokenize_corpus
 from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
 from ardm_trl.models.token_reward import CTCReward, TokenRewardModel
 from ardm_trl.trainer.diffro_config import DiffROConfig
 from ardm_trl.trainer.diffro_trainer import DiffROTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from pretrain_codec_lm import load_speech_tokenizer, tokenize_corpus  # noqa: E402
 
 logger = logging.getLogger("diffro_fixed_prompts")
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -37,20 +36,16 @@ import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
+from ardm_trl.audio import load_speech_tokenizer
+from ardm_trl.data.corpus_cache import tokenize_corpus
 from ardm_trl.evaluation import mean_and_sem
-from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
+from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer, sample_and_decode
 from ardm_trl.models.token_reward import AttributeReward, CTCReward, TokenRewardModel
+from ardm_trl.rewards import resynthesis_pitch_reference
 from ardm_trl.trainer.diffro_config import DiffROConfig
 from ardm_trl.trainer.diffro_trainer import DiffROTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from pretrain_codec_lm import (  # noqa: E402
-    load_speech_tokenizer,
-    resynthesis_pitch_reference,
-    sample_and_decode,
-    tokenize_corpus,
-)
 
 logger = logging.getLogger("diffro_vs_grpo")
 

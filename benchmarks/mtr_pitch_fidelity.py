@@ -22,25 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
+from ardm_trl.audio import decode_codes, load_speech_tokenizer
+from ardm_trl.data.corpus_cache import tokenize_corpus
+from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer, sample_codes
 from ardm_trl.models.token_reward import TokenRewardDataCollator, TokenRewardModel
+from ardm_trl.rewards import resynthesis_pitch_reference
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from pretrain_codec_lm import (  # noqa: E402
-    decode_codes,
-    load_speech_tokenizer,
-    resynthesis_pitch_reference,
-    sample_codes,
-    tokenize_corpus,
-)
 
 logger = logging.getLogger("mtr_pitch_fidelity")
 

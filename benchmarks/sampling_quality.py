@@ -54,9 +54,9 @@ PAIRED_METRICS = ("ctc_nll", "wer")
 
 
 def codec_lm_sampler(args) -> Setup:
-    from pretrain_codec_lm import decode_codes, load_speech_tokenizer, sample_and_decode, tokenize_corpus
-
-    from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
+    from ardm_trl.audio import decode_codes, load_speech_tokenizer
+    from ardm_trl.data.corpus_cache import tokenize_corpus
+    from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer, sample_and_decode
 
     speech_tokenizer = load_speech_tokenizer(None)
     test = tokenize_corpus(args.num_utterances, 0, speech_tokenizer, args.data_cache, "bundled")["test"]

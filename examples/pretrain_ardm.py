@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
@@ -58,6 +58,7 @@ from ardm_trl.data.collators import ARDMDataCollator
 from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_audio, load_audio, load_or_build_corpus
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import teacher_forced_latents, text_conditioning_gain
+from ardm_trl.trainer import TimeLimitCallback
 
 logger = logging.getLogger("pretrain_ardm")
 
@@ -220,20 +221,6 @@ class VoicePromptCollator:
 
 
 # ------------------------------------------------------------------------------------------------------ training
-class TimeLimitCallback(TrainerCallback):
-    """Stops training (and lets the Trainer save) after `minutes` of wall-clock time in this run."""
-
-    def __init__(self, minutes: float):
-        self.seconds = 60.0 * minutes
-        self.start = time.time()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.time() - self.start > self.seconds:
-            control.should_training_stop = True
-            control.should_save = True
-        return control
-
-
 def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int, max_frames: int) -> ARDMForSpeechSynthesis:
     if model_args.init_from:
         config = ARDMConfig.from_pretrained(model_args.init_from)

@@ -38,30 +38,29 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
-from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_audio, load_audio, load_or_build_corpus
+from ardm_trl.audio import load_speech_tokenizer
+from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, tokenize_corpus
 from ardm_trl.evaluation import codec_lm_text_gap
 from ardm_trl.models.codec_lm import (
     CodecLMConfig,
     CodecLMDataCollator,
     CodecLMForSpeechSynthesis,
     CodecLMTokenizer,
+    sample_and_decode,
 )
+from ardm_trl.trainer import TimeLimitCallback
 
 logger = logging.getLogger("pretrain_codec_lm")
-
-LABEL_COLUMNS = ("text", "phonemes", "voice", "gender", "pitch_level", "rate_level", "unseen_voice")
-
 
 @dataclass
 class ScriptArguments:
@@ -105,95 +104,7 @@ class CodecLMModelArguments:
     )
 
 
-# ---------------------------------------------------------------------------------------------------------- data
-def load_speech_tokenizer(path: str | None):
-    from ardm_trl.audio import SpeechTokenizerModel, load_pretrained_tokenizer
-
-    return (SpeechTokenizerModel.from_pretrained(path) if path else load_pretrained_tokenizer()).eval()
-
-
-def tokenize_corpus(
-    num_utterances: int, seed: int, speech_tokenizer, cache: str | Path, tokenizer_key: str = "bundled",
-    corpus_cache_dir: str | Path = DEFAULT_CORPUS_CACHE_DIR,
-) -> dict:
-    """Build the corpus (saved in `corpus_cache_dir`, shared with the other scripts) and tokenize its audio (cached in
-    `cache`): per split, lists of the label columns, `speech_ids` and, for the test split, the original `audio`."""
-    cache = Path(cache)
-    key = {"num_utterances": num_utterances, "seed": seed, "tokenizer": tokenizer_key}
-    if cache.is_file():
-        data = torch.load(cache, weights_only=False)
-        if data["key"] == key:
-            logger.info("reusing the tokenized corpus in %s", cache)
-            return data
-    start = time.time()
-    corpus = load_or_build_corpus(corpus_cache_dir, num_utterances, seed, speech_tokenizer.sampling_rate)
-    data = {"key": key, "sampling_rate": speech_tokenizer.sampling_rate}
-    for split, dataset in corpus.items():
-        with torch.no_grad():
-            ids = encode_audio(dataset, lambda waves: [x.tolist() for x in speech_tokenizer.encode_list(waves)])
-        rows = {column: list(dataset[column]) for column in LABEL_COLUMNS}
-        rows["speech_ids"] = ids
-        if split == "test":
-            rows["audio"] = load_audio(dataset)
-        data[split] = rows
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, cache)
-    logger.info("corpus tokenized in %.0f s: %s", time.time() - start, {s: len(data[s]["text"]) for s in corpus})
-    return data
-
-
 # ------------------------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def sample_codes(model, text_ids: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, seed: int = 0, batch_size: int = 16) -> list[list[int]]:  # fmt: skip
-    """Sample speech codes for each text (batched, seeded)."""
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    codes = []
-    for i in range(0, len(text_ids), batch_size):
-        out = model.sample_speech(text_ids[i : i + batch_size], max_new_tokens=max_new_tokens,
-                                  temperature=temperature, top_k=top_k, generator=generator)  # fmt: skip
-        codes.extend(out.codes_list())
-    return codes
-
-
-def decode_codes(speech_tokenizer, codes: list[list[int]]) -> list[np.ndarray]:
-    """Waveforms of code lists (an empty list decodes as the single code 0)."""
-    return speech_tokenizer.decode_list([torch.tensor(c if c else [0]) for c in codes])
-
-
-def resynthesize(speech_tokenizer, audio: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-    """The speech tokenizer's resynthesis (encode, then decode) of waveforms at its sampling rate."""
-    out = []
-    for i in range(0, len(audio), batch_size):
-        with torch.no_grad():
-            codes = [c.tolist() for c in speech_tokenizer.encode_list(audio[i : i + batch_size])]
-        out.extend(decode_codes(speech_tokenizer, codes))
-    return out
-
-
-def resynthesis_pitch_reference(speech_tokenizer, num_utterances: int, seed: int, f0_method: str = "shs"):
-    """A `VoicePitchReference` built from `num_utterances` fresh corpus utterances (seed `seed`) as the speech
-    tokenizer resynthesises them: the same decoder as the codec LM's samples, so the voice centroids and reference F0
-    carry the codec's colouring (the codec does not reproduce male voices' lowest pitches; docs/rewards.md)."""
-    from ardm_trl.data import build_tts_corpus
-    from ardm_trl.rewards import VoicePitchReference
-
-    corpus = build_tts_corpus(num_utterances, seed, test_fraction=0.0, sampling_rate=speech_tokenizer.sampling_rate)
-    rows = corpus["train"]
-    audio = resynthesize(speech_tokenizer, [np.asarray(a, dtype=np.float32) for a in rows["audio"]])
-    return VoicePitchReference.from_audio(
-        audio, speech_tokenizer.sampling_rate, rows["voice"], rows["pitch_level"], f0_method=f0_method
-    )
-
-
-def sample_and_decode(model, text_ids: list[list[int]], speech_tokenizer, max_new_tokens: int, temperature: float,
-                      top_k: int | None, seed: int, batch_size: int = 16) -> list[np.ndarray]:  # fmt: skip
-    """Sample speech for each text (batched, seeded) and decode it to waveforms, `batch_size` at a time."""
-    codes = sample_codes(model, text_ids, max_new_tokens, temperature, top_k, seed, batch_size)
-    chunks = (codes[i : i + batch_size] for i in range(0, len(codes), batch_size))
-    return [waveform for chunk in chunks for waveform in decode_codes(speech_tokenizer, chunk)]
-
-
 def evaluate_codec_lm(model, tokenizer: CodecLMTokenizer, speech_tokenizer, rows: dict, num_samples: int,
                       text_field: str, temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
                       metrics: tuple[str, ...] = ("ctc_nll", "wer"), references: bool = True) -> dict:  # fmt: skip
@@ -220,18 +131,6 @@ def evaluate_codec_lm(model, tokenizer: CodecLMTokenizer, speech_tokenizer, rows
 
 
 # ------------------------------------------------------------------------------------------------------ training
-class TimeLimitCallback(TrainerCallback):
-    """Stops training (and lets the Trainer save) after `minutes` of wall-clock time in this run."""
-
-    def __init__(self, minutes: float):
-        self.seconds, self.start = 60.0 * minutes, time.time()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.time() - self.start > self.seconds:
-            control.should_training_stop = control.should_save = True
-        return control
-
-
 def write_model_card(model_dir: Path, results: dict, script_args: ScriptArguments, steps: int) -> None:
     from ardm_trl.trainer.base import render_model_card
 

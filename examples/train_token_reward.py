@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,19 +39,13 @@ import torch
 from datasets import Dataset
 from trl import TrlParser
 
-from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
+from ardm_trl.audio import decode_codes, load_speech_tokenizer
+from ardm_trl.data.corpus_cache import tokenize_corpus
+from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer, sample_codes
 from ardm_trl.models.token_reward import TokenRewardConfig, TokenRewardModel
+from ardm_trl.trainer import TimeLimitCallback
 from ardm_trl.trainer.token_reward_config import TokenRewardTrainingConfig
 from ardm_trl.trainer.token_reward_trainer import TokenRewardTrainer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain_codec_lm import (  # noqa: E402  (shared corpus tokenization of the examples)
-    TimeLimitCallback,
-    decode_codes,
-    load_speech_tokenizer,
-    sample_codes,
-    tokenize_corpus,
-)
 
 logger = logging.getLogger("train_token_reward")
 

@@ -172,3 +172,32 @@ def test_trl_grpo_trainer_trains_the_codec_lm(tmp_path):
         model=model, reward_funcs=prefer_code_3, args=args, train_dataset=dataset, processing_class=tokenizer
     ).train()
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_sample_codes_is_seeded_and_batch_size_independent_in_length():
+    from ardm_trl.models.codec_lm import sample_codes
+
+    model = tiny_model()
+    texts = [[1, 2], [3, 4, 5, 6], [7], [2, 2, 3]]
+    first = sample_codes(model, texts, max_new_tokens=6, seed=5, batch_size=2)
+    assert first == sample_codes(model, texts, max_new_tokens=6, seed=5, batch_size=2)
+    assert len(first) == len(texts) and all(len(c) <= 6 for c in first)
+    assert all(0 <= code < model.config.codebook_size for c in first for code in c)
+    assert first != sample_codes(model, texts, max_new_tokens=6, seed=6, batch_size=2)
+
+
+def test_time_limit_callback_stops_and_saves_a_checkpoint(tmp_path):
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from ardm_trl.trainer import TimeLimitCallback
+
+    model = tiny_model().train()
+    rows = [{"text_ids": [1, 2, 3], "speech_ids": [5, 6, 7, 8, 9]}, {"text_ids": [4, 5], "speech_ids": [10, 11]}] * 8
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=50, per_device_train_batch_size=2, use_cpu=True,
+                             report_to=[], save_strategy="no", logging_strategy="no", remove_unused_columns=False)  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                      data_collator=CodecLMDataCollator(model.config), callbacks=[TimeLimitCallback(0.0)])  # fmt: skip
+    trainer.train()
+    assert trainer.state.global_step == 1  # the limit (0 minutes) is over after the first step
+    assert (tmp_path / "checkpoint-1" / "model.safetensors").is_file()  # saved although save_strategy is "no"

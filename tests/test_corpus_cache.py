@@ -41,3 +41,27 @@ def test_encode_audio_keeps_row_order_and_batches_similar_durations(tmp_path):
     flat = [n for batch in batches for n in batch]
     assert flat == sorted(flat) and max(len(b) for b in batches) == 4
     assert len(load_audio(split, limit=5)) == 5
+
+
+def test_tokenize_corpus_caches_whole_files_and_rebuilds_on_a_new_key(tmp_path):
+    import torch
+
+    from ardm_trl.data.corpus_cache import TOKEN_CORPUS_COLUMNS, tokenize_corpus
+
+    class CountingTokenizer:  # codes = one per 1,000 samples; counts the calls
+        sampling_rate, calls = 16000, 0
+
+        def encode_list(self, waveforms):
+            CountingTokenizer.calls += 1
+            return [torch.arange(len(w) // 1000) for w in waveforms]
+
+    cache = tmp_path / "tokens.pt"
+    data = tokenize_corpus(20, 2, CountingTokenizer(), cache, corpus_cache_dir=tmp_path)
+    assert cache.is_file() and not (tmp_path / "tokens.pt.partial").exists()
+    assert set(TOKEN_CORPUS_COLUMNS) <= set(data["train"]) and "audio" in data["test"]
+    assert [len(s) for s in data["test"]["speech_ids"]] == [len(a) // 1000 for a in data["test"]["audio"]]
+    calls = CountingTokenizer.calls
+    assert tokenize_corpus(20, 2, CountingTokenizer(), cache, corpus_cache_dir=tmp_path)["key"] == data["key"]
+    assert CountingTokenizer.calls == calls  # reused, not re-encoded
+    other = tokenize_corpus(20, 2, CountingTokenizer(), cache, tokenizer_key="other", corpus_cache_dir=tmp_path)
+    assert other["key"]["tokenizer"] == "other" and CountingTokenizer.calls > calls

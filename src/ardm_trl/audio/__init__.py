@@ -17,6 +17,7 @@ from .pretrained import (
     load_pretrained_codec,
     load_pretrained_tokenizer,
 )
+from .speech_tokens import decode_codes, load_speech_tokenizer, resynthesize
 
 AutoConfig.register(SpeechCodecConfig.model_type, SpeechCodecConfig, exist_ok=True)
 AutoModel.register(SpeechCodecConfig, SpeechCodecModel, exist_ok=True)
@@ -33,7 +34,10 @@ __all__ = [
     "SpeechTokenizerConfig",
     "SpeechTokenizerModel",
     "SpeechTokenizerOutput",
+    "decode_codes",
     "lengths_to_mask",
     "load_pretrained_codec",
     "load_pretrained_tokenizer",
+    "load_speech_tokenizer",
+    "resynthesize",
 ]

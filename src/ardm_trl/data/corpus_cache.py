@@ -82,3 +82,67 @@ def load_audio(dataset, limit: int | None = None) -> list[np.ndarray]:
     """The first `limit` (default: all) waveforms of `dataset` as float32 NumPy arrays."""
     indices = range(len(dataset) if limit is None else min(limit, len(dataset)))
     return [a for _, batch in iter_audio(dataset, indices, batch_size=256) for a in batch]
+
+
+TOKEN_CORPUS_COLUMNS = ("text", "phonemes", "voice", "gender", "pitch_level", "rate_level", "unseen_voice")
+"""Label columns that [`tokenize_corpus`] keeps beside the speech tokens."""
+
+
+def tokenize_corpus(
+    num_utterances: int,
+    seed: int,
+    speech_tokenizer,
+    cache: str | Path,
+    tokenizer_key: str = "bundled",
+    corpus_cache_dir: str | Path = DEFAULT_CORPUS_CACHE_DIR,
+) -> dict:
+    """The corpus `build_tts_corpus(num_utterances, seed)` (kept in `corpus_cache_dir`, see
+    [`load_or_build_corpus`]) tokenized by a speech tokenizer, cached in the file `cache` and reused while its key
+    (corpus size, seed, `tokenizer_key`) matches.
+
+    Args:
+        num_utterances (`int`): utterances in both splits together.
+        seed (`int`): seed of the corpus.
+        speech_tokenizer ([`~ardm_trl.audio.SpeechTokenizerModel`]): encodes the audio (`encode_list`) at its
+            `sampling_rate`.
+        cache (`str` or `Path`): the cache file (a `torch.save` dict; written under a temporary name and renamed, so a
+            killed run never leaves half a file).
+        tokenizer_key (`str`, *optional*, defaults to `"bundled"`): names the tokenizer in the cache key (pass its
+            path when it is not the bundled one).
+        corpus_cache_dir (`str` or `Path`, *optional*): where the built corpora are kept.
+
+    Returns:
+        `dict`: `"key"`, `"sampling_rate"` and, per split (`"train"`, `"test"`), lists of the
+        [`TOKEN_CORPUS_COLUMNS`], `"speech_ids"` (codes per utterance) and, for the test split, the original
+        `"audio"`.
+    """
+    import logging
+    import time
+
+    import torch
+
+    logger = logging.getLogger(__name__)
+    cache = Path(cache)
+    key = {"num_utterances": num_utterances, "seed": seed, "tokenizer": tokenizer_key}
+    if cache.is_file():
+        data = torch.load(cache, weights_only=False)
+        if data["key"] == key:
+            logger.info("reusing the tokenized corpus in %s", cache)
+            return data
+    start = time.time()
+    corpus = load_or_build_corpus(corpus_cache_dir, num_utterances, seed, speech_tokenizer.sampling_rate)
+    data = {"key": key, "sampling_rate": speech_tokenizer.sampling_rate}
+    for split, dataset in corpus.items():
+        with torch.no_grad():
+            ids = encode_audio(dataset, lambda waves: [x.tolist() for x in speech_tokenizer.encode_list(waves)])
+        rows = {column: list(dataset[column]) for column in TOKEN_CORPUS_COLUMNS}
+        rows["speech_ids"] = ids
+        if split == "test":
+            rows["audio"] = load_audio(dataset)
+        data[split] = rows
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(cache.name + ".partial")
+    torch.save(data, partial)
+    partial.replace(cache)
+    logger.info("corpus tokenized in %.0f s: %s", time.time() - start, {s: len(data[s]["text"]) for s in corpus})
+    return data

@@ -15,7 +15,7 @@ from .f0 import F0VarianceReward, bandpass_f0, f0_track, f0_variance
 from .normalization import group_normalize
 from .quality import DNSMOSReward, dnsmos
 from .speaker import SpeakerSimilarityReward, speaker_embedding, speaker_similarity
-from .voice_pitch import VoicePitchReference, median_f0
+from .voice_pitch import VoicePitchReference, median_f0, resynthesis_pitch_reference
 
 __all__ = [
     "CTCLogLikelihoodReward",
@@ -37,6 +37,7 @@ __all__ = [
     "f0_variance",
     "group_normalize",
     "median_f0",
+    "resynthesis_pitch_reference",
     "normalize_text",
     "speaker_embedding",
     "speaker_similarity",

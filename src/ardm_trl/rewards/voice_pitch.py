@@ -27,7 +27,7 @@ import numpy as np
 from .f0 import f0_track
 from .speaker import speaker_embedding
 
-__all__ = ["VoicePitchReference", "median_f0"]
+__all__ = ["VoicePitchReference", "median_f0", "resynthesis_pitch_reference"]
 
 
 def median_f0(
@@ -164,3 +164,21 @@ class VoicePitchReference:
                 {"voice": voice, "similarity": similarity, "median_f0": f0, "semitones": 12 * np.log2(f0 / reference)}
             )
         return out
+
+
+def resynthesis_pitch_reference(
+    speech_tokenizer, num_utterances: int, seed: int, f0_method: Literal["ac", "shs"] = "shs"
+) -> VoicePitchReference:
+    """A [`VoicePitchReference`] built from `num_utterances` fresh corpus utterances (`build_tts_corpus(num_utterances,
+    seed, test_fraction=0)`) as `speech_tokenizer` resynthesises them: the same decoder as a codec LM's samples, so
+    the voice centroids and reference F0 carry the codec's colouring (the codec does not reproduce male voices'
+    lowest pitches; docs/rewards.md)."""
+    from ..audio.speech_tokens import resynthesize
+    from ..data import build_tts_corpus
+
+    corpus = build_tts_corpus(num_utterances, seed, test_fraction=0.0, sampling_rate=speech_tokenizer.sampling_rate)
+    rows = corpus["train"]
+    audio = resynthesize(speech_tokenizer, [np.asarray(a, dtype=np.float32) for a in rows["audio"]])
+    return VoicePitchReference.from_audio(
+        audio, speech_tokenizer.sampling_rate, rows["voice"], rows["pitch_level"], f0_method=f0_method
+    )

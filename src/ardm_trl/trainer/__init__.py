@@ -13,6 +13,7 @@ from .base import (
     unwrap_peft,
 )
 from .best_of_k import BestOfKOutput, best_of_k
+from .callbacks import TimeLimitCallback
 from .diffro_config import DiffROConfig
 from .diffro_trainer import DiffROTrainer
 from .preference_data import PreferenceBatch, build_preference_dataset, collate_preference_pairs, select_pairs
@@ -35,6 +36,7 @@ __all__ = [
     "PreferenceBatch",
     "PromptBatch",
     "Rollouts",
+    "TimeLimitCallback",
     "TokenRewardTrainer",
     "TokenRewardTrainingConfig",
     "VGPOConfig",

@@ -14,6 +14,7 @@ from .modeling_codec_lm import (
     process_speech_logits,
     sample_gumbel,
 )
+from .sampling_codec_lm import sample_and_decode, sample_codes
 from .tokenization_codec_lm import CodecLMTokenizer
 
 AutoConfig.register(CodecLMConfig.model_type, CodecLMConfig, exist_ok=True)
@@ -32,5 +33,7 @@ __all__ = [
     "build_speech_prompts",
     "position_ids_from_attention_mask",
     "process_speech_logits",
+    "sample_and_decode",
+    "sample_codes",
     "sample_gumbel",
 ]
