@@ -55,7 +55,7 @@ from trl import TrlParser
 
 from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
 from ardm_trl.data.collators import ARDMDataCollator
-from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_audio, load_audio, load_or_build_corpus
+from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_corpus_cached
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import teacher_forced_latents, text_conditioning_gain
 from ardm_trl.trainer import TimeLimitCallback
@@ -134,32 +134,14 @@ def load_codec(path: str | None):
 
 def encode_corpus(script_args: ScriptArguments, codec) -> dict:
     """Build the corpus and encode it with the codec (cached in `data_cache`): lists per split."""
-    cache = Path(script_args.data_cache)
     key = {"num_utterances": script_args.num_utterances, "seed": script_args.corpus_seed,
            "codec": script_args.codec_path or "bundled",
            "codec_fingerprint": float(sum(p.double().sum() for p in codec.state_dict().values()))}  # fmt: skip
-    if cache.is_file():
-        data = torch.load(cache, weights_only=False)
-        if data["key"] == key:
-            logger.info("reusing the encoded corpus in %s", cache)
-            return data
-    start = time.time()
-    corpus = load_or_build_corpus(script_args.corpus_cache_dir, script_args.num_utterances, script_args.corpus_seed,
-                                  codec.sampling_rate)  # fmt: skip
-    logger.info("corpus ready in %.0f s: %s", time.time() - start, {k: len(v) for k, v in corpus.items()})
-    data = {"key": key}
-    for split, dataset in corpus.items():
-        with torch.no_grad():
-            latents = encode_audio(dataset, lambda waves: [x.float().cpu() for x in codec.encode_list(waves)])
-        rows = {column: list(dataset[column]) for column in ("text", "phonemes", "voice", "pitch_level", "unseen_voice")}
-        rows["latents"] = latents
-        if split == "test":
-            rows["audio"] = load_audio(dataset)  # kept for the evaluation baselines
-        data[split] = rows
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, cache)
-    logger.info("corpus encoded in %.0f s", time.time() - start)
-    return data
+    return encode_corpus_cached(
+        script_args.data_cache, key, script_args.num_utterances, script_args.corpus_seed, codec.sampling_rate,
+        lambda waves: [x.float().cpu() for x in codec.encode_list(waves)],
+        ("text", "phonemes", "voice", "pitch_level", "unseen_voice"), "latents", script_args.corpus_cache_dir,
+    )  # fmt: skip
 
 
 def speaker_index(rows: dict) -> dict[str, list[int]]:

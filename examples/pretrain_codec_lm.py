@@ -42,13 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
-from ardm_trl.audio import load_speech_tokenizer
+from ardm_trl.audio import decode_codes, load_speech_tokenizer
 from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, tokenize_corpus
 from ardm_trl.evaluation import codec_lm_text_gap
 from ardm_trl.models.codec_lm import (
@@ -122,7 +121,7 @@ def evaluate_codec_lm(model, tokenizer: CodecLMTokenizer, speech_tokenizer, rows
     lengths = [len(w) / sr for w in samples]
     results["model"]["mean_seconds"] = float(np.mean(lengths))
     if references:
-        truth = speech_tokenizer.decode_list([torch.tensor(s) for s in rows["speech_ids"][:num_samples]])
+        truth = decode_codes(speech_tokenizer, rows["speech_ids"][:num_samples])
         results["tokenizer_resynthesis"] = evaluate_speech(truth, sr, texts, metrics=metrics)
         if "audio" in rows:
             results["original_audio"] = evaluate_speech(rows["audio"][:num_samples], sr, texts, metrics=metrics)

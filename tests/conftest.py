@@ -55,3 +55,18 @@ def accelerate_launch(script, *script_args, port: int, config_file=None, env=Non
            str(script), *map(str, script_args)]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo / "tests"), **(env or {})}
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_repo_script(script, *script_args, timeout: int = 600):
+    """Run a script of the repository (`"benchmarks/x.py"`, `"examples/y.py"`) from the repository root on one
+    thread, assert that it exited with 0 (showing the end of its stderr otherwise) and return the finished process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(repo / script), *map(str, script_args)]
+    completed = subprocess.run(command, cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                               text=True, timeout=timeout)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed

@@ -3,24 +3,16 @@ its one-hot input predicts the sign of the reward change of real token substitut
 premise) and `benchmarks/diffro_fixed_prompts.py` (runs and reports its reward curve and trend)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_repo_script
 
 pytestmark = pytest.mark.speech
 
 
 def run(script: str, *arguments: str) -> None:
-    command = [sys.executable, str(ROOT / "benchmarks" / script), *arguments]
-    completed = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                               text=True, timeout=600)  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_repo_script(f"benchmarks/{script}", *arguments, timeout=600)
 
 
 def test_mtr_gradient_predicts_token_substitutions(tmp_path):

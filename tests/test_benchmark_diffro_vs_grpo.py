@@ -3,30 +3,22 @@ control run) trains, is evaluated by the independent evaluators and lands in the
 evaluations of the same checkpoint agree across runs (GRPO must not evaluate under bf16 autocast)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_repo_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.speech]
 
 
 def test_diffro_vs_grpo_runs_every_method_from_the_same_start(tmp_path):
     output = tmp_path / "dvg.json"
-    command = [
-        sys.executable, str(ROOT / "benchmarks" / "diffro_vs_grpo.py"), "--num_utterances", "60",
-        "--data_cache", str(tmp_path / "tokens.pt"), "--minutes", "0.02", "--eval_every_minutes", "10",
+    run_repo_script(
+        "benchmarks/diffro_vs_grpo.py", "--num_utterances", "60",
+        "--data_cache", tmp_path / "tokens.pt", "--minutes", "0.02", "--eval_every_minutes", "10",
         "--num_eval_sentences", "2", "--batch_size", "4", "--num_generations", "2", "--max_new_tokens", "16",
-        "--control", "rate_level=fast", "--eval_seeds", "1", "2", "--output", str(output),
-    ]  # fmt: skip
-    completed = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                               text=True, timeout=1200)  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
+        "--control", "rate_level=fast", "--eval_seeds", "1", "2", "--output", output, timeout=1200,
+    )  # fmt: skip
     results = json.loads(output.read_text())
     runs = {run["method"]: run for run in results["runs"]}
     assert list(runs) == ["diffro", "grpo", "diffro_control_rate_level_fast"]

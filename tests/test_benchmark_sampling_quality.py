@@ -4,15 +4,10 @@ references (corpus audio, codec round trip) are scored on the same sentences and
 corpus audio is the per-sentence difference of the stored scores."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_repo_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.speech]
 
@@ -24,12 +19,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.speech]
 )  # fmt: skip
 def test_sampling_quality_scores_every_setting_and_seed(tmp_path, model, settings, keys, round_trip):
     output = tmp_path / "sq.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "sampling_quality.py"), "--model", model,
-               "--num_utterances", "200", "--data_cache", str(tmp_path / "cache.pt"), "--settings", *settings,
-               "--seeds", "1", "2", "--num_sentences", "2", "--output", str(output)]  # fmt: skip
-    completed = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                               text=True, timeout=1200)  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_repo_script("benchmarks/sampling_quality.py", "--model", model, "--num_utterances", "200", "--data_cache",
+                    tmp_path / "cache.pt", "--settings", *settings, "--seeds", "1", "2", "--num_sentences", "2",
+                    "--output", output, timeout=1200)  # fmt: skip
     results = json.loads(output.read_text())
     assert list(results["settings"]) == settings
     for result in results["settings"].values():

@@ -3,23 +3,15 @@
 evaluation they write (the examples import the shared helpers from the library, not from each other)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_repo_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.speech]
 
 
 def run(script: str, *arguments: str) -> None:
-    command = [sys.executable, str(ROOT / "examples" / script), *arguments]
-    completed = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                               text=True, timeout=1200)  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_repo_script(f"examples/{script}", *arguments, timeout=1200)
 
 
 def test_pretrain_codec_lm_then_train_token_reward_on_a_tiny_corpus(tmp_path):

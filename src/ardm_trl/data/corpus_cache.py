@@ -84,6 +84,68 @@ def load_audio(dataset, limit: int | None = None) -> list[np.ndarray]:
     return [a for _, batch in iter_audio(dataset, indices, batch_size=256) for a in batch]
 
 
+def encode_corpus_cached(
+    cache: str | Path,
+    key: dict[str, Any],
+    num_utterances: int,
+    seed: int,
+    sampling_rate: int,
+    encode_list: Callable[[list[np.ndarray]], list[Any]],
+    columns: Sequence[str],
+    encoded_column: str,
+    corpus_cache_dir: str | Path = DEFAULT_CORPUS_CACHE_DIR,
+) -> dict:
+    """The corpus `build_tts_corpus(num_utterances, seed)` at `sampling_rate` (kept in `corpus_cache_dir`, see
+    [`load_or_build_corpus`]) with every utterance encoded by `encode_list`, cached in the file `cache` and reused
+    while the stored `key` equals `key` (so the key must name everything the encodings depend on).
+
+    Args:
+        cache (`str` or `Path`): the cache file (a `torch.save` dict; written under a temporary name and renamed, so a
+            killed run never leaves half a file).
+        key (`dict`): what the cached encodings depend on (corpus size, seed, encoder).
+        num_utterances (`int`): utterances in both splits together.
+        seed (`int`): seed of the corpus.
+        sampling_rate (`int`): sampling rate of the audio the encoder takes.
+        encode_list (`Callable`): maps a list of waveforms to a list of encodings (see [`encode_audio`]).
+        columns (`Sequence[str]`): corpus columns kept beside the encodings.
+        encoded_column (`str`): name of the encodings' column.
+        corpus_cache_dir (`str` or `Path`, *optional*): where the built corpora are kept.
+
+    Returns:
+        `dict`: `"key"`, `"sampling_rate"` and, per split (`"train"`, `"test"`), lists of the `columns`, the
+        encodings under `encoded_column` and, for the test split, the original `"audio"`.
+    """
+    import logging
+    import time
+
+    import torch
+
+    logger = logging.getLogger(__name__)
+    cache = Path(cache)
+    if cache.is_file():
+        data = torch.load(cache, weights_only=False)
+        if data["key"] == key:
+            logger.info("reusing the encoded corpus in %s", cache)
+            return data
+    start = time.time()
+    corpus = load_or_build_corpus(corpus_cache_dir, num_utterances, seed, sampling_rate)
+    data = {"key": key, "sampling_rate": sampling_rate}
+    for split, dataset in corpus.items():
+        with torch.no_grad():
+            encoded = encode_audio(dataset, encode_list)
+        rows = {column: list(dataset[column]) for column in columns}
+        rows[encoded_column] = encoded
+        if split == "test":
+            rows["audio"] = load_audio(dataset)  # kept for the evaluations' reference rows
+        data[split] = rows
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(cache.name + ".partial")
+    torch.save(data, partial)
+    partial.replace(cache)
+    logger.info("corpus encoded in %.0f s: %s", time.time() - start, {s: len(data[s][columns[0]]) for s in corpus})
+    return data
+
+
 TOKEN_CORPUS_COLUMNS = ("text", "phonemes", "voice", "gender", "pitch_level", "rate_level", "unseen_voice")
 """Label columns that [`tokenize_corpus`] keeps beside the speech tokens."""
 
@@ -96,53 +158,26 @@ def tokenize_corpus(
     tokenizer_key: str = "bundled",
     corpus_cache_dir: str | Path = DEFAULT_CORPUS_CACHE_DIR,
 ) -> dict:
-    """The corpus `build_tts_corpus(num_utterances, seed)` (kept in `corpus_cache_dir`, see
-    [`load_or_build_corpus`]) tokenized by a speech tokenizer, cached in the file `cache` and reused while its key
-    (corpus size, seed, `tokenizer_key`) matches.
+    """[`encode_corpus_cached`] with a speech tokenizer: the codec LM's and the reward model's view of the corpus,
+    reused while the corpus size, seed and `tokenizer_key` match.
 
     Args:
         num_utterances (`int`): utterances in both splits together.
         seed (`int`): seed of the corpus.
         speech_tokenizer ([`~ardm_trl.audio.SpeechTokenizerModel`]): encodes the audio (`encode_list`) at its
             `sampling_rate`.
-        cache (`str` or `Path`): the cache file (a `torch.save` dict; written under a temporary name and renamed, so a
-            killed run never leaves half a file).
+        cache (`str` or `Path`): the cache file.
         tokenizer_key (`str`, *optional*, defaults to `"bundled"`): names the tokenizer in the cache key (pass its
             path when it is not the bundled one).
         corpus_cache_dir (`str` or `Path`, *optional*): where the built corpora are kept.
 
     Returns:
-        `dict`: `"key"`, `"sampling_rate"` and, per split (`"train"`, `"test"`), lists of the
-        [`TOKEN_CORPUS_COLUMNS`], `"speech_ids"` (codes per utterance) and, for the test split, the original
-        `"audio"`.
+        `dict`: `"key"`, `"sampling_rate"` and, per split, lists of the [`TOKEN_CORPUS_COLUMNS`], `"speech_ids"` (codes
+        per utterance) and, for the test split, the original `"audio"`.
     """
-    import logging
-    import time
-
-    import torch
-
-    logger = logging.getLogger(__name__)
-    cache = Path(cache)
     key = {"num_utterances": num_utterances, "seed": seed, "tokenizer": tokenizer_key}
-    if cache.is_file():
-        data = torch.load(cache, weights_only=False)
-        if data["key"] == key:
-            logger.info("reusing the tokenized corpus in %s", cache)
-            return data
-    start = time.time()
-    corpus = load_or_build_corpus(corpus_cache_dir, num_utterances, seed, speech_tokenizer.sampling_rate)
-    data = {"key": key, "sampling_rate": speech_tokenizer.sampling_rate}
-    for split, dataset in corpus.items():
-        with torch.no_grad():
-            ids = encode_audio(dataset, lambda waves: [x.tolist() for x in speech_tokenizer.encode_list(waves)])
-        rows = {column: list(dataset[column]) for column in TOKEN_CORPUS_COLUMNS}
-        rows["speech_ids"] = ids
-        if split == "test":
-            rows["audio"] = load_audio(dataset)
-        data[split] = rows
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_name(cache.name + ".partial")
-    torch.save(data, partial)
-    partial.replace(cache)
-    logger.info("corpus tokenized in %.0f s: %s", time.time() - start, {s: len(data[s]["text"]) for s in corpus})
-    return data
+    return encode_corpus_cached(
+        cache, key, num_utterances, seed, speech_tokenizer.sampling_rate,
+        lambda waves: [x.tolist() for x in speech_tokenizer.encode_list(waves)], TOKEN_CORPUS_COLUMNS, "speech_ids",
+        corpus_cache_dir,
+    )  # fmt: skip
