@@ -22,12 +22,10 @@ import json
 import logging
 import math
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -39,15 +37,13 @@ from ardm_trl.data import build_tts_corpus
 from ardm_trl.data.prompts import voice_prompt_rows
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import evaluate_ardm, score_audio
-from ardm_trl.trainer import VGPOConfig, VGPOTrainer
+from ardm_trl.trainer import ValueConfig, VGPOConfig, VGPOTrainer, train_value_model
 from ardm_trl.trainer.ardm_dpo_config import ARDMDPOConfig
 from ardm_trl.trainer.ardm_dpo_trainer import ARDMDPOTrainer
 from ardm_trl.trainer.best_of_k import best_of_k
 from ardm_trl.trainer.preference_data import build_preference_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from vgpo import train_value_model  # noqa: E402  (the demo's Alg. 1 recipe, one copy for demo and tables)
 
 logger = logging.getLogger("paper_tables")
 
@@ -141,13 +137,14 @@ class PaperTable:
         """The value model of Alg. 1, trained once (Task A: on corpus audio; Task B: on the base model's samples)."""
         if self._value_model is None:
             start = time.perf_counter()
-            script_args = SimpleNamespace(task=self.task, value_pretrain_steps=self.args.value_steps,
-                                          value_pretrain_learning_rate=3e-4)  # fmt: skip
-            training_args = SimpleNamespace(output_dir=str(Path(self.args.output_json).parent / f"{self.task}_value"),
-                                            max_patches=self.args.max_patches, use_cpu=True)  # fmt: skip
-            self._value_model = train_value_model(
-                self.policy, self.train_rows, self.reward, script_args, training_args
-            )
+            # the demo's recipe (examples/vgpo.py): Task A on corpus audio, Task B on the policy's group-normalised samples
+            args = ValueConfig(output_dir=str(Path(self.args.output_json).parent / f"{self.task}_value" /
+                                              "value_training"), max_steps=self.args.value_steps,
+                               per_device_train_batch_size=16, learning_rate=3e-4, group_normalize=self.task != "f0",
+                               logging_steps=25, save_strategy="no", report_to="none", use_cpu=True, num_draws=8)  # fmt: skip
+            self._value_model = train_value_model(self.policy, self.train_rows, self.reward, args,
+                                                  source="corpus" if self.task == "f0" else "samples",
+                                                  max_patches=self.args.max_patches)  # fmt: skip
             self.value_train_s = time.perf_counter() - start
         return self._value_model
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,8 +40,6 @@ from ardm_trl.evaluation import mean_and_sem
 from ardm_trl.rewards import score_speech
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-
 logger = logging.getLogger("sampling_quality")
 
 # sample(setting, seed) -> waveforms, one per sentence
@@ -77,19 +74,19 @@ def codec_lm_sampler(args) -> Setup:
 
 
 def ardm_sampler(args) -> Setup:
-    from pretrain_ardm import ScriptArguments, choose_eval_prompts, encode_corpus, load_codec
-
     from ardm_trl import ARDMForSpeechSynthesis
+    from ardm_trl.audio import load_pretrained_codec
     from ardm_trl.data.collators import ARDMDataCollator
+    from ardm_trl.data.corpus_cache import encode_latent_corpus
+    from ardm_trl.data.prompts import choose_eval_prompts
     from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 
-    script_args = ScriptArguments(num_utterances=args.num_utterances, data_cache=args.data_cache)
-    codec = load_codec(None)
-    test = encode_corpus(script_args, codec)["test"]
+    codec = load_pretrained_codec()
+    test = encode_latent_corpus(args.num_utterances, 0, codec, args.data_cache)["test"]
     path = args.model_path or "pretrained/ardm"
     model = ARDMForSpeechSynthesis.from_pretrained(path).eval()
     tokenizer = ARDMTextTokenizer.from_pretrained(path)
-    chosen, prompts, sources = choose_eval_prompts(test, args.num_sentences, script_args)
+    chosen, prompts, sources = choose_eval_prompts(test, args.num_sentences, seed=1234)  # pretrain_ardm's evaluation
     collate = ARDMDataCollator(model.config.patch_size)
 
     def sample(setting: str, seed: int) -> list[np.ndarray]:

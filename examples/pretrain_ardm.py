@@ -43,7 +43,6 @@ import logging
 import random
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,8 +53,10 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
 from ardm_trl import ARDMConfig, ARDMForSpeechSynthesis
+from ardm_trl.audio import load_pretrained_codec
 from ardm_trl.data.collators import ARDMDataCollator
-from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_corpus_cached
+from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, encode_latent_corpus
+from ardm_trl.data.prompts import choose_eval_prompts, pick_prompt, speaker_index
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import teacher_forced_latents, text_conditioning_gain
 from ardm_trl.trainer import TimeLimitCallback
@@ -125,44 +126,10 @@ class ARDMModelArguments:
 
 
 # ---------------------------------------------------------------------------------------------------------- data
-def load_codec(path: str | None):
-    from ardm_trl.audio import SpeechCodecModel, load_pretrained_codec
-
-    codec = SpeechCodecModel.from_pretrained(path) if path else load_pretrained_codec()
-    return codec.eval()
-
-
 def encode_corpus(script_args: ScriptArguments, codec) -> dict:
     """Build the corpus and encode it with the codec (cached in `data_cache`): lists per split."""
-    key = {"num_utterances": script_args.num_utterances, "seed": script_args.corpus_seed,
-           "codec": script_args.codec_path or "bundled",
-           "codec_fingerprint": float(sum(p.double().sum() for p in codec.state_dict().values()))}  # fmt: skip
-    return encode_corpus_cached(
-        script_args.data_cache, key, script_args.num_utterances, script_args.corpus_seed, codec.sampling_rate,
-        lambda waves: [x.float().cpu() for x in codec.encode_list(waves)],
-        ("text", "phonemes", "voice", "pitch_level", "unseen_voice"), "latents", script_args.corpus_cache_dir,
-    )  # fmt: skip
-
-
-def speaker_index(rows: dict) -> dict[str, list[int]]:
-    """Rows of each speaker: an espeak voice at one pitch level (what a voice prompt can carry)."""
-    speakers = defaultdict(list)
-    for i, (voice, pitch) in enumerate(zip(rows["voice"], rows["pitch_level"])):
-        speakers[f"{voice}|{pitch}"].append(i)
-    return speakers
-
-
-def pick_prompt(rows, speakers, index: int, rng: random.Random, min_frames: int, max_frames: int):
-    """A random chunk of another utterance of the same speaker (or None if the speaker has one utterance)."""
-    speaker = f"{rows['voice'][index]}|{rows['pitch_level'][index]}"
-    others = [j for j in speakers[speaker] if j != index]
-    if not others:
-        return None, None
-    source = rng.choice(others)
-    latents = rows["latents"][source]
-    length = min(rng.randint(min_frames, max_frames), latents.shape[0])
-    start = rng.randint(0, latents.shape[0] - length)
-    return latents[start : start + length], source
+    return encode_latent_corpus(script_args.num_utterances, script_args.corpus_seed, codec, script_args.data_cache,
+                                script_args.codec_path or "bundled", script_args.corpus_cache_dir)  # fmt: skip
 
 
 class ARDMPretrainingDataset(torch.utils.data.Dataset):
@@ -241,25 +208,14 @@ def build_model(model_args: ARDMModelArguments, latent_dim: int, vocab_size: int
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
-def choose_eval_prompts(test: dict, num_samples: int, script_args: ScriptArguments) -> tuple[list[int], tuple, tuple]:
-    """The evaluation's test rows (seeded by `eval_seed`), each with a voice prompt cut from another utterance of the
-    same speaker: `(rows, prompt latents, index of each prompt's source utterance)`."""
-    rng = random.Random(script_args.eval_seed)
-    speakers = speaker_index(test)
-    candidates = [i for i in range(len(test["text"])) if len(speakers[f"{test['voice'][i]}|{test['pitch_level'][i]}"]) > 1]
-    chosen = rng.sample(candidates, min(num_samples, len(candidates)))
-    prompts, sources = zip(*(pick_prompt(test, speakers, i, rng, script_args.prompt_min_frames,
-                                         script_args.prompt_max_frames) for i in chosen))  # fmt: skip
-    return chosen, prompts, sources
-
-
 def evaluate(model, codec, tokenizer, data: dict, script_args: ScriptArguments) -> dict:
     """Generate test sentences with voice prompts from other utterances of the same speaker; score them (hama CTC NLL,
     whisper WER, Resemblyzer SIM to the prompt's utterance, DNSMOS overall) next to the corpus audio and its codec reconstruction."""
     from ardm_trl.rewards import evaluate_speech
 
     test = data["test"]
-    chosen, prompts, sources = choose_eval_prompts(test, script_args.num_eval_samples, script_args)
+    chosen, prompts, sources = choose_eval_prompts(test, script_args.num_eval_samples, script_args.eval_seed,
+                                                   script_args.prompt_min_frames, script_args.prompt_max_frames)
     model.eval()
     gain_batch = ARDMDataCollator(model.config.patch_size)(
         [{"text_input_ids": tokenizer.encode(test["phonemes"][i]), "latents": test["latents"][i], "prompt_latents": p}
@@ -354,7 +310,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.manual_seed(training_args.seed)
 
-    codec = load_codec(script_args.codec_path)
+    codec = load_pretrained_codec(script_args.codec_path)
     data = encode_corpus(script_args, codec)
     model_dir = Path(script_args.model_dir)
     train_summary: dict = {}

@@ -44,9 +44,8 @@ from ardm_trl.data import build_tts_corpus
 from ardm_trl.data.prompts import voice_prompt_rows
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import evaluate_ardm
-from ardm_trl.models.ardm import ARDMValueModel
 from ardm_trl.rewards import CTCLogLikelihoodReward, F0VarianceReward, f0_track
-from ardm_trl.trainer import ValueConfig, ValueTrainer, VGPOConfig, VGPOTrainer, build_value_dataset
+from ardm_trl.trainer import ValueConfig, VGPOConfig, VGPOTrainer, train_value_model
 
 logger = logging.getLogger("vgpo")
 REPO = Path(__file__).resolve().parents[1]
@@ -106,25 +105,13 @@ def make_reward(task: str, codec):
     raise ValueError(f"Unknown --task {task!r}: use 'f0' or 'ctc'.")
 
 
-def train_value_model(policy, rows, reward, script_args, training_args) -> ARDMValueModel:
-    """Alg. 1. Task A: on corpus audio (its latents) and its reward; Task B: on the ARDM's own samples."""
-    value_model = ARDMValueModel.from_ardm(policy)
-    if script_args.task == "f0":
-        latents = [row["latents"] for row in rows]
-        rewards = reward(prompts=[r["prompt"] for r in rows], completions=latents)
-        data = [{"text_input_ids": r["text_input_ids"], "latents": lat, "reward": rew, "prompt_latents":
-                 r["prompt_latents"]} for r, lat, rew in zip(rows, latents, rewards) if rew is not None]
-        group_normalize = False
-    else:
-        data = build_value_dataset(policy, [{k: v for k, v in r.items() if k != "latents"} for r in rows], reward,
-                                   num_generations=4, max_patches=training_args.max_patches)
-        group_normalize = True
-    args = ValueConfig(output_dir=str(Path(training_args.output_dir) / "value_training"), max_steps=
+def value_config(script_args, training_args) -> ValueConfig:
+    """Alg. 1's value training: on corpus audio for Task A, on the ARDM's own samples (group-normalised) for Task B."""
+    return ValueConfig(output_dir=str(Path(training_args.output_dir) / "value_training"), max_steps=
                        script_args.value_pretrain_steps, per_device_train_batch_size=16, learning_rate=
-                       script_args.value_pretrain_learning_rate, group_normalize=group_normalize, logging_steps=25,
-                       save_strategy="no", report_to="none", use_cpu=training_args.use_cpu, num_draws=8)
-    ValueTrainer(value_model, args, train_dataset=data).train()
-    return value_model.eval()
+                       script_args.value_pretrain_learning_rate, group_normalize=script_args.task != "f0",
+                       logging_steps=25, save_strategy="no", report_to="none", use_cpu=training_args.use_cpu,
+                       num_draws=8)  # fmt: skip
 
 
 def write_outputs(out_dir: Path, before, after, log_history, sampling_rate: int) -> None:
@@ -188,7 +175,9 @@ def main() -> None:
     if script_args.value_model_name_or_path:
         value_model = AutoModel.from_pretrained(script_args.value_model_name_or_path).eval()
     else:
-        value_model = train_value_model(policy, train_rows, reward, script_args, training_args)
+        value_model = train_value_model(policy, train_rows, reward, value_config(script_args, training_args),
+                                        source="corpus" if script_args.task == "f0" else "samples",
+                                        max_patches=training_args.max_patches)  # fmt: skip
 
     generation = dict(max_patches=training_args.max_patches, lm_guidance_scale=training_args.lm_guidance_scale,
                       num_inference_steps=training_args.num_inference_steps)

@@ -65,3 +65,28 @@ def test_tokenize_corpus_caches_whole_files_and_rebuilds_on_a_new_key(tmp_path):
     assert CountingTokenizer.calls == calls  # reused, not re-encoded
     other = tokenize_corpus(20, 2, CountingTokenizer(), cache, tokenizer_key="other", corpus_cache_dir=tmp_path)
     assert other["key"]["tokenizer"] == "other" and CountingTokenizer.calls > calls
+
+
+def test_encode_latent_corpus_keys_the_cache_on_the_codec_weights(tmp_path):
+    import torch
+
+    from ardm_trl.data.corpus_cache import LATENT_CORPUS_COLUMNS, encode_latent_corpus
+
+    class FrameCodec(torch.nn.Module):  # latents = one (1, 2) frame per 1,000 samples, scaled by its one weight
+        sampling_rate = 16000
+
+        def __init__(self, scale: float):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+        def encode_list(self, waveforms):
+            return [self.scale.detach() * torch.ones(len(w) // 1000, 2) for w in waveforms]
+
+    cache = tmp_path / "latents.pt"
+    data = encode_latent_corpus(20, 2, FrameCodec(1.0), cache, corpus_cache_dir=tmp_path)
+    assert set(LATENT_CORPUS_COLUMNS) <= set(data["train"]) and "audio" in data["test"]
+    assert all(x.dtype == torch.float32 and x.shape[-1] == 2 for x in data["train"]["latents"])
+    assert torch.equal(encode_latent_corpus(20, 2, FrameCodec(1.0), cache, corpus_cache_dir=tmp_path)["train"]["latents"][0],
+                       data["train"]["latents"][0])  # fmt: skip
+    retrained = encode_latent_corpus(20, 2, FrameCodec(3.0), cache, corpus_cache_dir=tmp_path)  # same name, new weights
+    assert retrained["key"]["codec_fingerprint"] == 3.0 and float(retrained["train"]["latents"][0].max()) == 3.0

@@ -210,3 +210,39 @@ def test_non_finite_loss_raises_without_updating(tmp_path):
     with pytest.raises(FloatingPointError, match="not finite"):
         trainer.train()
     assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())
+
+
+def value_args(tmp_path, **overrides):
+    from ardm_trl.trainer import ValueConfig
+
+    values = dict(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-2,
+                  num_draws=2, logging_steps=1, save_strategy="no", use_cpu=True, disable_tqdm=True, report_to="none")
+    values.update(overrides)
+    return ValueConfig(**values)
+
+
+def test_train_value_model_learns_from_corpus_rewards_or_from_policy_samples(tmp_path):
+    from ardm_trl.trainer import build_corpus_value_dataset, train_value_model
+
+    policy, _ = make_models()
+    torch.manual_seed(1)
+    rows = [{"prompt": f"s{i}", "text_input_ids": [1 + i % 4, 2], "latents": torch.randn(4 + 2 * (i % 2), 4)}
+            for i in range(6)]  # fmt: skip
+
+    def reward_but_not_for_s0(prompts, completions, **kwargs):
+        return [None if p == "s0" else float(c.mean()) for p, c in zip(prompts, completions)]
+
+    data = build_corpus_value_dataset(rows, reward_but_not_for_s0)
+    assert len(data) == 5 and data[0]["reward"] == pytest.approx(float(rows[1]["latents"].mean()))
+    initial = ARDMValueModel.from_ardm(policy).state_dict()
+    for source, reward, extra in (("corpus", reward_but_not_for_s0, {}),
+                                  ("samples", mean_latent, {"min_patches": 2, "max_patches": 2})):  # fmt: skip
+        value_model = train_value_model(policy, rows, reward, value_args(tmp_path / source),
+                                        source=source, num_generations=2, **extra)  # fmt: skip
+        assert not value_model.training
+        changed = [k for k, v in value_model.state_dict().items() if not torch.equal(v, initial[k])]
+        assert any(k.startswith("head") for k in changed), source
+    with pytest.raises(ValueError, match="`source` must be"):
+        train_value_model(policy, rows, mean_latent, value_args(tmp_path / "x"), source="policy")
+    with pytest.raises(ValueError, match="returned 1 rewards for 6 rows"):
+        build_corpus_value_dataset(rows, lambda prompts, completions, **kw: [0.0])

@@ -181,3 +181,40 @@ def tokenize_corpus(
         lambda waves: [x.tolist() for x in speech_tokenizer.encode_list(waves)], TOKEN_CORPUS_COLUMNS, "speech_ids",
         corpus_cache_dir,
     )  # fmt: skip
+
+
+LATENT_CORPUS_COLUMNS = ("text", "phonemes", "voice", "pitch_level", "unseen_voice")
+"""Label columns that [`encode_latent_corpus`] keeps beside the codec latents."""
+
+
+def encode_latent_corpus(
+    num_utterances: int,
+    seed: int,
+    codec,
+    cache: str | Path,
+    codec_key: str = "bundled",
+    corpus_cache_dir: str | Path = DEFAULT_CORPUS_CACHE_DIR,
+) -> dict:
+    """[`encode_corpus_cached`] with the latent codec: the ARDM's view of the corpus, reused while the corpus size,
+    seed, `codec_key` and the codec's weights match.
+
+    Args:
+        num_utterances (`int`): utterances in both splits together.
+        seed (`int`): seed of the corpus.
+        codec ([`~ardm_trl.audio.SpeechCodecModel`]): encodes the audio (`encode_list`) at its `sampling_rate`.
+        cache (`str` or `Path`): the cache file.
+        codec_key (`str`, *optional*, defaults to `"bundled"`): names the codec in the cache key (pass its path when
+            it is not the bundled one); a fingerprint of its weights is part of the key too.
+        corpus_cache_dir (`str` or `Path`, *optional*): where the built corpora are kept.
+
+    Returns:
+        `dict`: `"key"`, `"sampling_rate"` and, per split, lists of the [`LATENT_CORPUS_COLUMNS`], `"latents"` (float
+        tensors `(F_i, D)` on the CPU) and, for the test split, the original `"audio"`.
+    """
+    fingerprint = float(sum(p.double().sum() for p in codec.state_dict().values()))
+    key = {"num_utterances": num_utterances, "seed": seed, "codec": codec_key, "codec_fingerprint": fingerprint}
+    return encode_corpus_cached(
+        cache, key, num_utterances, seed, codec.sampling_rate,
+        lambda waves: [x.float().cpu() for x in codec.encode_list(waves)], LATENT_CORPUS_COLUMNS, "latents",
+        corpus_cache_dir,
+    )  # fmt: skip

@@ -79,4 +79,48 @@ def voice_prompt_rows(
     return out
 
 
-__all__ = ["encode_latents", "speaker_key", "voice_prompt_rows"]
+def speaker_index(columns: dict[str, list]) -> dict[str, list[int]]:
+    """Row indices of each speaker of a split given as columns (`"voice"`, `"pitch_level"` lists, as
+    [`~ardm_trl.data.corpus_cache.encode_latent_corpus`] returns them)."""
+    speakers: dict[str, list[int]] = defaultdict(list)
+    for i, (voice, pitch) in enumerate(zip(columns["voice"], columns["pitch_level"])):
+        speakers[f"{voice}|{pitch}"].append(i)
+    return speakers
+
+
+def pick_prompt(
+    columns: dict[str, list],
+    speakers: dict[str, list[int]],
+    index: int,
+    rng: random.Random,
+    min_frames: int,
+    max_frames: int,
+) -> tuple[torch.Tensor | None, int | None]:
+    """A zero-shot voice prompt for row `index`: a random chunk of `min_frames` to `max_frames` latent frames of another
+    utterance of the same speaker, and that utterance's index; `(None, None)` if the speaker has one utterance."""
+    speaker = f"{columns['voice'][index]}|{columns['pitch_level'][index]}"
+    others = [j for j in speakers[speaker] if j != index]
+    if not others:
+        return None, None
+    source = rng.choice(others)
+    latents = columns["latents"][source]
+    length = min(rng.randint(min_frames, max_frames), latents.shape[0])
+    start = rng.randint(0, latents.shape[0] - length)
+    return latents[start : start + length], source
+
+
+def choose_eval_prompts(
+    columns: dict[str, list], num_samples: int, seed: int, min_frames: int = 32, max_frames: int = 64
+) -> tuple[list[int], tuple, tuple]:
+    """The evaluation rows of a test split (seeded), each with a voice prompt from [`pick_prompt`]: `(row indices,
+    prompt latents, index of each prompt's source utterance)`. Only speakers with two or more utterances are drawn."""
+    rng = random.Random(seed)
+    speakers = speaker_index(columns)
+    candidates = [i for i in range(len(columns["text"]))
+                  if len(speakers[f"{columns['voice'][i]}|{columns['pitch_level'][i]}"]) > 1]  # fmt: skip
+    chosen = rng.sample(candidates, min(num_samples, len(candidates)))
+    prompts, sources = zip(*(pick_prompt(columns, speakers, i, rng, min_frames, max_frames) for i in chosen))
+    return chosen, prompts, sources
+
+
+__all__ = ["choose_eval_prompts", "encode_latents", "pick_prompt", "speaker_index", "speaker_key", "voice_prompt_rows"]

@@ -21,7 +21,7 @@ from .rollout import PromptBatch, Rollouts, generate_rollouts, prepare_prompt_ba
 from .token_reward_config import TokenRewardTrainingConfig
 from .token_reward_trainer import TokenRewardTrainer
 from .value_config import ValueConfig
-from .value_trainer import ValueTrainer, build_value_dataset
+from .value_trainer import ValueTrainer, build_corpus_value_dataset, build_value_dataset, train_value_model
 from .vgpo_config import VGPOConfig
 from .vgpo_trainer import VGPOTrainer
 
@@ -46,6 +46,7 @@ __all__ = [
     "ardm_kl",
     "best_of_k",
     "build_preference_dataset",
+    "build_corpus_value_dataset",
     "build_value_dataset",
     "call_reward_funcs",
     "collate_preference_pairs",
@@ -61,6 +62,7 @@ __all__ = [
     "render_model_card",
     "score_rollouts",
     "select_pairs",
+    "train_value_model",
     "unwrap_peft",
     "value_loss",
 ]

@@ -144,4 +144,59 @@ def build_value_dataset(
     return Dataset.from_list(records)
 
 
-__all__ = ["ValueDataCollator", "ValueTrainer", "build_value_dataset", "value_training_loss"]
+def build_corpus_value_dataset(rows: Sequence[dict[str, Any]], reward_func: RewardFunc) -> list[dict[str, Any]]:
+    """A dataset for [`ValueTrainer`] from reference audio (VGPO Task A: the value model learns the reward of the corpus
+    audio): each row's own `latents` scored by `reward_func(prompts=..., completions=latents)`; rows whose reward is
+    `None` are dropped. Rows need `text_input_ids`, `latents`, `prompt` and may carry `prompt_latents`."""
+    latents = [row["latents"] for row in rows]
+    rewards = reward_func(prompts=[row["prompt"] for row in rows], completions=latents)
+    if len(rewards) != len(rows):
+        raise ValueError(f"The reward function returned {len(rewards)} rewards for {len(rows)} rows.")
+    keep = ("text_input_ids", "prompt_latents")
+    return [{**{k: row[k] for k in keep if k in row}, "latents": lat, "reward": float(reward)}
+            for row, lat, reward in zip(rows, latents, rewards) if reward is not None]  # fmt: skip
+
+
+def train_value_model(
+    policy,
+    rows: Sequence[dict[str, Any]],
+    reward_func: RewardFunc,
+    args: ValueConfig,
+    source: str = "corpus",
+    num_generations: int = 4,
+    **generation_kwargs: Any,
+) -> ARDMValueModel:
+    """VGPO Algorithm 1 in one call: a value model initialised from the policy ([`ARDMValueModel.from_ardm`]) and
+    trained with [`ValueTrainer`] on the rewards of the corpus audio (`source="corpus"`, Task A, rows with `latents`:
+    [`build_corpus_value_dataset`]) or of the policy's own samples (`source="samples"`, Task B, `num_generations` per
+    row: [`build_value_dataset`]; set `args.group_normalize` for per-prompt normalisation). Returns it in eval mode.
+
+    Args:
+        policy ([`ARDMForSpeechSynthesis`]): the ARDM to be fine-tuned; the value model copies its LM.
+        rows (`Sequence[dict]`): prompt rows as [`~ardm_trl.data.voice_prompt_rows`] makes them.
+        reward_func (`RewardFunc`): a reward callable (TRL keyword signature) on latents.
+        args ([`ValueConfig`]): the value training's configuration.
+        source (`str`, *optional*, defaults to `"corpus"`): `"corpus"` or `"samples"`.
+        num_generations (`int`, *optional*, defaults to `4`): samples per row for `source="samples"`.
+        generation_kwargs: passed to the policy's `generate` for `source="samples"` (e.g. `max_patches`).
+    """
+    if source == "corpus":
+        data = build_corpus_value_dataset(rows, reward_func)
+    elif source == "samples":
+        prompts = [{k: v for k, v in row.items() if k != "latents"} for row in rows]
+        data = build_value_dataset(policy, prompts, reward_func, num_generations=num_generations, **generation_kwargs)
+    else:
+        raise ValueError(f"`source` must be 'corpus' or 'samples', got {source!r}.")
+    value_model = ARDMValueModel.from_ardm(policy)
+    ValueTrainer(value_model, args, train_dataset=data).train()
+    return value_model.eval()
+
+
+__all__ = [
+    "ValueDataCollator",
+    "ValueTrainer",
+    "build_corpus_value_dataset",
+    "build_value_dataset",
+    "train_value_model",
+    "value_training_loss",
+]
