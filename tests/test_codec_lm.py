@@ -201,3 +201,17 @@ def test_time_limit_callback_stops_and_saves_a_checkpoint(tmp_path):
     trainer.train()
     assert trainer.state.global_step == 1  # the limit (0 minutes) is over after the first step
     assert (tmp_path / "checkpoint-1" / "model.safetensors").is_file()  # saved although save_strategy is "no"
+
+
+def test_top_p_keeps_the_smallest_nucleus_and_composes_with_top_k():
+    from ardm_trl.models.codec_lm import process_speech_logits
+
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
+    kept = lambda **kw: torch.isfinite(process_speech_logits(logits, **kw)).nonzero().flatten().tolist()  # noqa: E731
+    assert kept(top_p=0.3) == [0]  # the most likely token is always kept
+    assert kept(top_p=0.79) == [0, 1] and kept(top_p=0.81) == [0, 1, 2] and kept(top_p=1.0) == [0, 1, 2, 3]
+    assert kept(top_k=2, top_p=0.99) == [0, 1]  # top-k first, then the nucleus of what is left
+    batch = process_speech_logits(torch.stack([logits, logits.flip(0)])[None], top_p=0.6)  # (1, 2, K + 1)
+    assert torch.isfinite(batch).sum(-1).tolist() == [[2, 2]] and torch.isfinite(batch[0, 1, 3])
+    with pytest.raises(ValueError, match="top_p"):
+        process_speech_logits(logits, top_p=0.0)

@@ -75,8 +75,9 @@ def test_reward_gradient_reaches_the_policy(tmp_path):
     assert not trainer.compute_loss(model, one_batch(trainer)).requires_grad
 
 
-def test_replay_reproduces_the_sampled_tokens_and_logits(tmp_path):
-    args = make_args(tmp_path, beta=0.0, gumbel_temperature=0.7, min_new_tokens=2)
+@pytest.mark.parametrize("filters", [{}, {"top_k": 6, "top_p": 0.8, "temperature": 0.7}])
+def test_replay_reproduces_the_sampled_tokens_and_logits(tmp_path, filters):
+    args = make_args(tmp_path, beta=0.0, gumbel_temperature=0.7, min_new_tokens=2, **filters)
     trainer = DiffROTrainer(tiny_policy(), prefer_token_3, args=args, train_dataset=prompts_dataset())
     rollout = trainer.rollout(trainer.model, one_batch(trainer))
     replay = trainer.replay(trainer.model, rollout)
@@ -89,6 +90,9 @@ def test_replay_reproduces_the_sampled_tokens_and_logits(tmp_path):
     # the teacher-forced pass gives the logits the tokens were sampled from
     torch.testing.assert_close(replay.logits.detach()[mask], sample.logits[mask], rtol=1e-4, atol=1e-5)
     assert torch.equal((replay.logits.detach() + sample.gumbel_noise).argmax(-1)[mask], sample.speech_ids[mask])
+    if filters:  # the filters removed tokens, and the same ones in the replay
+        removed = torch.isinf(sample.logits[mask])
+        assert removed.any() and torch.equal(torch.isinf(replay.logits.detach()[mask]), removed)
 
 
 def test_training_raises_a_simple_differentiable_reward(tmp_path):

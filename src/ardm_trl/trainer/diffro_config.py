@@ -26,6 +26,9 @@ class DiffROConfig(TrainingArguments):
             Sampling temperature of the policy; the replay, the KL and the entropy use the same tempered logits.
         top_k (`int`, *optional*):
             Sample among the `top_k` most likely tokens only (the replay applies the same filter).
+        top_p (`float`, *optional*):
+            Nucleus sampling: sample among the smallest set of most likely tokens whose probability reaches `top_p`
+            (after `top_k`; the replay applies the same filter).
 
         > Parameters that control the loss
 
@@ -57,6 +60,7 @@ class DiffROConfig(TrainingArguments):
     min_new_tokens: int = field(default=0, metadata={"help": "End-of-speech is forbidden before this many tokens."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the policy."})
     top_k: int | None = field(default=None, metadata={"help": "Sample among the top-k tokens only."})
+    top_p: float | None = field(default=None, metadata={"help": "Nucleus sampling threshold (after top-k)."})
     gumbel_temperature: float = field(
         default=1.0, metadata={"help": "Temperature of the Gumbel-Softmax relaxation (backward pass)."}
     )
@@ -77,6 +81,8 @@ class DiffROConfig(TrainingArguments):
             raise ValueError(f"`temperature` must be > 0, got {self.temperature}.")
         if self.gumbel_temperature <= 0:
             raise ValueError(f"`gumbel_temperature` must be > 0, got {self.gumbel_temperature}.")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"`top_p` must be in (0, 1], got {self.top_p}.")
         if self.beta < 0:
             raise ValueError(f"`beta` must be >= 0, got {self.beta}.")
         if self.max_new_tokens < 1 or self.min_new_tokens > self.max_new_tokens:

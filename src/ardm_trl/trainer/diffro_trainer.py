@@ -162,6 +162,7 @@ class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
                 min_new_tokens=self.args.min_new_tokens,
                 temperature=self.args.temperature,
                 top_k=self.args.top_k,
+                top_p=self.args.top_p,
                 generator=self._generator,
             )
         finally:
@@ -177,7 +178,8 @@ class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
         out = model(input_ids=sample.sequences, attention_mask=sample.attention_mask, use_cache=False)
         logits = out.speech_logits[:, sample.prompt_length - 1 : -1]  # (B, L, K + 1)
         early = torch.arange(logits.shape[1], device=logits.device) < self.args.min_new_tokens  # (L,)
-        return process_speech_logits(logits.float(), self.args.temperature, self.args.top_k, forbid_eos=early[None])
+        return process_speech_logits(logits.float(), self.args.temperature, self.args.top_k, forbid_eos=early[None],
+                                     top_p=self.args.top_p)  # fmt: skip
 
     def replay(self, model: nn.Module, rollout: DiffRORollout) -> DiffROReplay:
         """Teacher-forced pass over the sampled sequence and the straight-through Gumbel-Softmax of the same draw."""

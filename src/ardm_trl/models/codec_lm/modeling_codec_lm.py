@@ -100,14 +100,20 @@ def process_speech_logits(
     temperature: float = 1.0,
     top_k: int | None = None,
     forbid_eos: bool | torch.Tensor = False,
+    top_p: float | None = None,
 ) -> torch.Tensor:
-    """Temperature, "no end-of-speech yet" and top-k (in this order) applied to speech-head logits `(..., K + 1)`.
+    """Temperature, "no end-of-speech yet", top-k and top-p (in this order) applied to speech-head logits
+    `(..., K + 1)`.
 
     The same function is used when sampling and when replaying a sample, so both see the same distribution.
-    `forbid_eos` is a bool or a boolean tensor broadcastable to `logits.shape[:-1]` (per position).
+    `forbid_eos` is a bool or a boolean tensor broadcastable to `logits.shape[:-1]` (per position). `top_p` keeps the
+    smallest set of most likely tokens whose probability reaches `top_p` (nucleus sampling; the most likely token is
+    always kept).
     """
     if temperature <= 0:
         raise ValueError(f"`temperature` must be > 0, got {temperature}; use a small value for near-greedy sampling.")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"`top_p` must be in (0, 1], got {top_p}.")
     logits = logits / temperature
     if isinstance(forbid_eos, torch.Tensor) or forbid_eos:
         forbid = torch.as_tensor(forbid_eos, dtype=torch.bool, device=logits.device)
@@ -116,6 +122,11 @@ def process_speech_logits(
     if top_k is not None and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        outside = probs.cumsum(dim=-1) - probs >= top_p  # the mass before this token already reaches top_p
+        logits = logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), float("-inf"))
     return logits
 
 
@@ -323,6 +334,7 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
         min_new_tokens: int = 0,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        top_p: float | None = None,
     ) -> SpeechSamplingOutput:
         """Sample speech tokens for a batch of texts (different lengths allowed), stopping each row at end-of-speech.
 
@@ -340,6 +352,8 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
             generator (`torch.Generator`, *optional*): source of the Gumbel noise (same seed, same sample).
             use_cache (`bool`, *optional*, defaults to `True`): KV cache (`False` recomputes the full prefix at every
                 step; both give the same tokens).
+            top_p (`float`, *optional*): nucleus sampling: keep the smallest set of most likely classes whose
+                probability reaches `top_p` (after `top_k`).
         """
         K = self.config.codebook_size
         prompts, attention_mask = self.build_prompts(text_ids)
@@ -362,7 +376,7 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
             else:
                 out = self(input_ids=sequences, attention_mask=attention_mask, position_ids=positions, use_cache=False)
             logits = process_speech_logits(
-                out.speech_logits[:, -1].float(), temperature, top_k, forbid_eos=step < min_new_tokens
+                out.speech_logits[:, -1].float(), temperature, top_k, forbid_eos=step < min_new_tokens, top_p=top_p
             )  # (B, K + 1)
             # 2. Gumbel-max sample, kept noise
             noise = sample_gumbel(logits.shape, generator=generator, device=logits.device)

@@ -17,6 +17,7 @@ def sample_codes(
     top_k: int | None = None,
     seed: int = 0,
     batch_size: int = 16,
+    top_p: float | None = None,
 ) -> list[list[int]]:
     """Speech codes sampled for each text, `batch_size` texts at a time from one seeded generator.
 
@@ -28,6 +29,7 @@ def sample_codes(
         top_k (`int`, *optional*): keep only the `top_k` most likely speech tokens at each step.
         seed (`int`, *optional*, defaults to `0`): seed of the generator (same seed, same codes).
         batch_size (`int`, *optional*, defaults to `16`): texts per `sample_speech` call.
+        top_p (`float`, *optional*): nucleus sampling threshold (after `top_k`).
 
     Returns:
         `list[list[int]]`: per text, its speech codes up to (not including) end-of-speech.
@@ -36,7 +38,7 @@ def sample_codes(
     codes: list[list[int]] = []
     for i in range(0, len(text_ids), batch_size):
         out = model.sample_speech(text_ids[i : i + batch_size], max_new_tokens=max_new_tokens,
-                                  temperature=temperature, top_k=top_k, generator=generator)  # fmt: skip
+                                  temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)  # fmt: skip
         codes.extend(out.codes_list())
     return codes
 
@@ -50,11 +52,12 @@ def sample_and_decode(
     top_k: int | None,
     seed: int,
     batch_size: int = 16,
+    top_p: float | None = None,
 ) -> list[np.ndarray]:
     """[`sample_codes`], then each batch decoded to waveforms by `speech_tokenizer`
     ([`~ardm_trl.audio.decode_codes`])."""
     from ...audio.speech_tokens import decode_codes
 
-    codes = sample_codes(model, text_ids, max_new_tokens, temperature, top_k, seed, batch_size)
+    codes = sample_codes(model, text_ids, max_new_tokens, temperature, top_k, seed, batch_size, top_p=top_p)
     chunks = (codes[i : i + batch_size] for i in range(0, len(codes), batch_size))
     return [waveform for chunk in chunks for waveform in decode_codes(speech_tokenizer, chunk)]
