@@ -180,14 +180,14 @@ def train_value_model(
         num_generations (`int`, *optional*, defaults to `4`): samples per row for `source="samples"`.
         generation_kwargs: passed to the policy's `generate` for `source="samples"` (e.g. `max_patches`).
     """
+    if source not in ("corpus", "samples"):
+        raise ValueError(f"`source` must be 'corpus' or 'samples', got {source!r}.")
+    value_model = ARDMValueModel.from_ardm(policy)  # before any sampling: the value head's initialisation draws first
     if source == "corpus":
         data = build_corpus_value_dataset(rows, reward_func)
-    elif source == "samples":
+    else:
         prompts = [{k: v for k, v in row.items() if k != "latents"} for row in rows]
         data = build_value_dataset(policy, prompts, reward_func, num_generations=num_generations, **generation_kwargs)
-    else:
-        raise ValueError(f"`source` must be 'corpus' or 'samples', got {source!r}.")
-    value_model = ARDMValueModel.from_ardm(policy)
     ValueTrainer(value_model, args, train_dataset=data).train()
     return value_model.eval()
 
