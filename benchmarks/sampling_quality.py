@@ -14,7 +14,8 @@ corpus audio, and its round trip through the model's codec (the codec LM's speec
 codec), the best any generator on those tokens or latents can do. A paired table then compares every setting with
 the corpus audio sentence by sentence (the sample's score, averaged over the seeds, minus the corpus audio's: mean ±
 SE over the sentences, and the share of sentences where the samples do at least as well). Results go to
-`benchmarks/results/sampling_quality_{model}.json` and `.md`.
+`benchmarks/results/sampling_quality_{model}.json` and `.md`; `benchmarks/compare_sampling_quality.py` pairs two
+such files (two models, the same sentences and seeds) sentence by sentence.
 
 Usage:
 
@@ -122,20 +123,36 @@ def summarize(scores: dict[str, list]) -> dict[str, dict[str, float]]:
             for key, values in scores.items()}  # fmt: skip
 
 
+def sentence_means(samples: dict, key: str) -> list[float | None]:
+    """Each sentence's `key` score averaged over the seeds of `samples` (seed -> per-sample scores); `None` where no
+    seed's sample defines it."""
+    per_seed = [scores[key] for scores in samples.values()]
+    return [float(np.mean(defined)) if (defined := [s[i] for s in per_seed if s[i] is not None]) else None
+            for i in range(len(per_seed[0]))]  # fmt: skip
+
+
+def paired_difference(values: list[float | None], reference: list[float | None]) -> dict[str, float]:
+    """`values - reference` sentence by sentence: mean ± SE over the sentences where both are defined, and the share of
+    those sentences where `values` is at least as good (lower)."""
+    diffs = [v - r for v, r in zip(values, reference, strict=True) if v is not None and r is not None]
+    mean, sem = mean_and_sem(diffs)
+    return {"mean": mean, "sem": sem, "num_sentences": len(diffs),
+            "share_at_least_as_good": float(np.mean([d <= 0 for d in diffs])) if diffs else float("nan")}  # fmt: skip
+
+
 def paired_with(samples: dict[int, dict[str, list]], reference: dict[str, list]) -> dict[str, dict[str, float]]:
-    """Sentence by sentence: the samples' score averaged over the seeds minus the reference's (mean ± SE over the
-    sentences where both are defined), and the share of those sentences where the samples are at least as good."""
-    paired = {}
-    for key in PAIRED_METRICS:
-        diffs = []
-        for i, ref in enumerate(reference[key]):
-            values = [per_seed[key][i] for per_seed in samples.values() if per_seed[key][i] is not None]
-            if ref is not None and values:
-                diffs.append(float(np.mean(values)) - ref)
-        mean, sem = mean_and_sem(diffs)
-        paired[key] = {"mean": mean, "sem": sem, "num_sentences": len(diffs),
-                       "share_at_least_as_good": float(np.mean([d <= 0 for d in diffs])) if diffs else float("nan")}  # fmt: skip
-    return paired
+    """Sentence by sentence: the samples' score averaged over the seeds minus the reference's."""
+    return {key: paired_difference(sentence_means(samples, key), reference[key]) for key in PAIRED_METRICS}
+
+
+def paired_rows(paired: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Markdown rows `| setting | CTC NLL change | share | WER change (points) | share |`, one per setting."""
+    rows = []
+    for setting, p in paired.items():
+        n, w = p["ctc_nll"], p["wer"]
+        rows.append(f"| {setting} | {n['mean']:+.2f} ± {n['sem']:.2f} | {n['share_at_least_as_good']:.0%} | "
+                    f"{w['mean']:+.1f} ± {w['sem']:.1f} | {w['share_at_least_as_good']:.0%} |")  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -204,10 +221,7 @@ def markdown(results: dict) -> str:
         lines += ["", "Sentence by sentence against the corpus audio (samples averaged over the seeds minus the corpus "
                   "audio; share = sentences where the samples score at least as well):", "",
                   f"| {setting_name} | CTC NLL change | share | WER change (points) | share |", "|---" * 5 + "|"]  # fmt: skip
-        for setting, p in paired.items():
-            n, w = p["ctc_nll"], p["wer"]
-            lines.append(f"| {setting} | {n['mean']:+.2f} ± {n['sem']:.2f} | {n['share_at_least_as_good']:.0%} | "
-                         f"{w['mean']:+.1f} ± {w['sem']:.1f} | {w['share_at_least_as_good']:.0%} |")  # fmt: skip
+        lines += paired_rows(paired)
     return "\n".join(lines) + "\n"
 
 
