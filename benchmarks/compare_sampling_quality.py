@@ -30,7 +30,8 @@ def compare(candidate: dict, baseline: dict) -> dict[str, dict[str, dict[str, fl
     """Per shared setting and metric: the paired difference candidate - baseline over the test sentences.
 
     Raises:
-        ValueError: If the two runs did not sample the same sentences with the same seeds, or share no setting.
+        ValueError: If the two runs did not sample the same sentences with the same seeds, share no setting, or hold
+            no per-sample scores for a shared setting.
     """
     mismatched = [k for k in MATCHING_ARGS if candidate["args"][k] != baseline["args"][k]]
     if mismatched:
@@ -39,6 +40,10 @@ def compare(candidate: dict, baseline: dict) -> dict[str, dict[str, dict[str, fl
     shared = [s for s in candidate["settings"] if s in baseline["settings"]]
     if not shared:
         raise ValueError(f"no shared setting: {list(candidate['settings'])} vs {list(baseline['settings'])}")
+    unpaired = [s for s in shared if "per_sample" not in candidate["settings"][s] or
+                "per_sample" not in baseline["settings"][s]]  # fmt: skip
+    if unpaired:
+        raise ValueError(f"settings {unpaired} were stored without per-sample scores (an older sampling_quality.py)")
     return {setting: {key: paired_difference(sentence_means(candidate["settings"][setting]["per_sample"], key),
                                              sentence_means(baseline["settings"][setting]["per_sample"], key))
                       for key in PAIRED_METRICS}

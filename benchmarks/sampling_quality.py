@@ -1,6 +1,7 @@
 """Sampling settings against the intelligibility of a bundled generator's speech, on held-out test sentences.
 
-- `--model codec_lm`: settings `TEMPERATURE:TOP_K[:TOP_P]` (`none` = no top-k; no `TOP_P` = no nucleus); the codec LM samples speech tokens for the
+- `--model codec_lm`: settings `TEMPERATURE:TOP_K[:TOP_P[:GUIDANCE]]` (`none` = no top-k / no nucleus; no `TOP_P` = no
+  nucleus; `GUIDANCE` = classifier-free guidance scale on the text, default 1 = none); the codec LM samples speech tokens for the
   first `--num_sentences` test sentences of the 3,000-utterance corpus, the speech tokenizer decodes them.
 - `--model ardm`: settings `TEMPERATURE:DDPM_STEPS:LM_GUIDANCE`; the ARDM speaks `--num_sentences` test sentences
   (chosen and voice-prompted as in `examples/pretrain_ardm.py`'s evaluation: a prompt from another utterance of the
@@ -65,10 +66,11 @@ def codec_lm_sampler(args) -> Setup:
     max_new = int(1.5 * max(len(s) for s in test["speech_ids"][: args.num_sentences])) + 10
 
     def sample(setting: str, seed: int) -> list[np.ndarray]:
-        temperature, top_k, *top_p = setting.split(":")
-        top_k = None if top_k == "none" else int(top_k)
-        return sample_and_decode(model, text_ids, speech_tokenizer, max_new, float(temperature), top_k, seed,
-                                 top_p=float(top_p[0]) if top_p else None)  # fmt: skip
+        parts = setting.split(":")
+        temperature, top_k, top_p, guidance = parts + ["none", "1"][len(parts) - 2 :]
+        return sample_and_decode(model, text_ids, speech_tokenizer, max_new, float(temperature),
+                                 None if top_k == "none" else int(top_k), seed,
+                                 top_p=None if top_p == "none" else float(top_p), guidance_scale=float(guidance))  # fmt: skip
 
     systems = {"corpus audio": [np.asarray(a, dtype=np.float32) for a in test["audio"][: args.num_sentences]],
                "tokenizer resynthesis": decode_codes(speech_tokenizer, test["speech_ids"][: args.num_sentences])}  # fmt: skip
@@ -162,7 +164,7 @@ def main() -> None:
     parser.add_argument("--num_utterances", type=int, default=3000)
     parser.add_argument("--data_cache", required=True)
     parser.add_argument("--settings", nargs="+", required=True,
-                        help="codec_lm: TEMPERATURE:TOP_K[:TOP_P]; ardm: TEMPERATURE:DDPM_STEPS:LM_GUIDANCE")  # fmt: skip
+                        help="codec_lm: TEMPERATURE:TOP_K[:TOP_P[:GUIDANCE]]; ardm: TEMPERATURE:DDPM_STEPS:LM_GUIDANCE")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--num_sentences", type=int, default=32)
     parser.add_argument("--no_references", action="store_true",

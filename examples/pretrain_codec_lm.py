@@ -96,6 +96,12 @@ class CodecLMModelArguments:
         default=1.0, metadata={"help": "Weight of the guided-attention loss (0 = off; see docs/codec_lm.md)."}
     )
     guided_attention_sigma: float = field(default=0.2, metadata={"help": "Width of the guided-attention window."})
+    cfg_dropout_prob: float | None = field(
+        default=None,
+        metadata={"help": "Probability of dropping a training row's text, so that the model learns the text-free "
+                  "branch of classifier-free guidance (sample_speech(guidance_scale=w)); default: the config's "
+                  "(0 for a fresh model or one trained without it)."},
+    )
     init_from: str | None = field(
         default=None,
         metadata={"help": "Start from the weights of this saved codec LM (e.g. pretrained/codec_lm) instead of a fresh "
@@ -158,6 +164,8 @@ def main(script_args: ScriptArguments, training_args: TrainingArguments, model_a
         tokenizer = CodecLMTokenizer.from_pretrained(model_args.init_from)
         model.config.guided_attention_weight = model_args.guided_attention_weight
         model.config.guided_attention_sigma = model_args.guided_attention_sigma
+        if model_args.cfg_dropout_prob is not None:
+            model.config.cfg_dropout_prob = model_args.cfg_dropout_prob
     else:
         tokenizer = CodecLMTokenizer.from_texts(texts, codebook_size=speech_tokenizer.codebook_size)
         config = CodecLMConfig(
@@ -172,6 +180,7 @@ def main(script_args: ScriptArguments, training_args: TrainingArguments, model_a
             },  # fmt: skip
             guided_attention_weight=model_args.guided_attention_weight,
             guided_attention_sigma=model_args.guided_attention_sigma,
+            cfg_dropout_prob=model_args.cfg_dropout_prob or 0.0,
         )
         model = CodecLMForSpeechSynthesis(config)
     logger.info("codec LM: %.2f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)
@@ -188,7 +197,7 @@ def main(script_args: ScriptArguments, training_args: TrainingArguments, model_a
         trainer = Trainer(
             model=model,
             args=training_args,
-            data_collator=CodecLMDataCollator(model.config),
+            data_collator=CodecLMDataCollator(model.config, text_dropout_prob=model.config.cfg_dropout_prob),
             train_dataset=rows("train"),
             eval_dataset=rows("test") if training_args.eval_strategy != "no" else None,
             processing_class=tokenizer,

@@ -215,3 +215,61 @@ def test_top_p_keeps_the_smallest_nucleus_and_composes_with_top_k():
     assert torch.isfinite(batch).sum(-1).tolist() == [[2, 2]] and torch.isfinite(batch[0, 1, 3])
     with pytest.raises(ValueError, match="top_p"):
         process_speech_logits(logits, top_p=0.0)
+
+
+def test_classifier_free_guidance_combines_the_text_and_text_free_log_probs():
+    model = tiny_model()
+    texts = [[1, 2, 3, 4], [5]]
+    plain = model.sample_speech(texts, max_new_tokens=6, generator=torch.Generator().manual_seed(3))
+    same = model.sample_speech(texts, max_new_tokens=6, generator=torch.Generator().manual_seed(3), guidance_scale=1.0)
+    assert torch.equal(plain.speech_ids, same.speech_ids) and torch.equal(plain.logits, same.logits)
+    guided = model.sample_speech(texts, max_new_tokens=6, generator=torch.Generator().manual_seed(3), guidance_scale=3.0)
+    recomputed = model.sample_speech(texts, max_new_tokens=6, generator=torch.Generator().manual_seed(3),
+                                     guidance_scale=3.0, use_cache=False)  # fmt: skip
+    assert torch.equal(guided.speech_ids, recomputed.speech_ids)
+    torch.testing.assert_close(guided.logits, recomputed.logits, atol=1e-5, rtol=0)
+    # only the conditional rows come back, in the plain layout
+    assert guided.sequences.shape[0] == 2 and guided.prompt_length == plain.prompt_length
+    # every step's logits are log p(.|none) + w (log p(.|text) - log p(.|none)) of the sampled prefix
+    steps = guided.speech_ids.shape[1]
+    with torch.no_grad():
+        conditional = model.teacher_forced_speech_logits(guided.sequences, guided.attention_mask, guided.prompt_length)
+        free_prompts, free_mask = model.build_prompts([[], []])
+        speech = guided.sequences[:, guided.prompt_length :]
+        free = torch.cat([free_prompts, speech], 1)
+        free_mask = torch.cat([free_mask, guided.attention_mask[:, guided.prompt_length :]], 1)
+        text_free = model.teacher_forced_speech_logits(free, free_mask, free_prompts.shape[1])
+    conditional, text_free = conditional.log_softmax(-1), text_free.log_softmax(-1)
+    expected = text_free + 3.0 * (conditional - text_free)
+    done = guided.completion_mask
+    torch.testing.assert_close(guided.logits[done], expected[:, :steps][done], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="guidance_scale"):
+        model.sample_speech(texts, max_new_tokens=2, guidance_scale=0.0)
+
+
+def test_text_dropout_collates_text_free_rows_that_guided_attention_skips():
+    config = CodecLMConfig(text_vocab_size=12, codebook_size=24, lm_config=TINY_LM, guided_attention_weight=1.0,
+                           cfg_dropout_prob=0.5)  # fmt: skip
+    with pytest.raises(ValueError, match="cfg_dropout_prob"):
+        CodecLMConfig(text_vocab_size=12, codebook_size=24, cfg_dropout_prob=1.0)
+    features = [{"text_ids": [1, 2, 3], "speech_ids": [4, 5, 6, 7]} for _ in range(64)]
+    torch.manual_seed(0)
+    batch = CodecLMDataCollator(config, text_dropout_prob=config.cfg_dropout_prob)(features)
+    dropped = batch["input_ids"][:, 1] == config.speech_start_token_id
+    assert 16 < int(dropped.sum()) < 48  # about half the rows lost their text
+    kept_row = [config.bos_token_id, 1, 2, 3, config.speech_start_token_id]
+    assert all(row[:5].tolist() == kept_row for row in batch["input_ids"][~dropped])
+    # the speech labels are the same with or without the text
+    speech = [t + config.speech_token_offset for t in (4, 5, 6, 7)] + [config.eos_token_id]
+    for row, labels in zip(batch["input_ids"], batch["labels"]):
+        assert labels[labels != -100].tolist() == speech and row[labels != -100].tolist() == speech
+    assert not CodecLMDataCollator(config)(features)["input_ids"][:, 1].eq(config.speech_start_token_id).any()
+    # guided attention only counts the rows that kept their text
+    torch.manual_seed(0)
+    model = CodecLMForSpeechSynthesis(config)
+    with torch.no_grad():
+        both = model(**batch).guided_attention_loss
+        kept = model(**{k: v[~dropped] for k, v in batch.items()}).guided_attention_loss
+        none = model(**{k: v[dropped] for k, v in batch.items()}).guided_attention_loss
+    torch.testing.assert_close(both, kept)
+    assert none.item() == 0.0

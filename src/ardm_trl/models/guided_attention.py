@@ -65,7 +65,8 @@ def guided_attention_loss(
         attentions (sequence of `torch.Tensor` of shape `(B, H, L, L)`): attention probabilities of each layer.
         query_columns (`torch.LongTensor` of shape `(B, Q)`): sequence column of speech position `j` of each sample
             (any value past `query_lengths`).
-        query_lengths (`torch.LongTensor` of shape `(B,)`): speech positions `N_b` per sample.
+        query_lengths (`torch.LongTensor` of shape `(B,)`): speech positions `N_b` per sample (0 = the sample does
+            not count).
         key_columns (`torch.LongTensor` of shape `(B, K)`): sequence column of text token `i` of each sample.
         key_lengths (`torch.LongTensor` of shape `(B,)`): text tokens `T_b` per sample.
         sigma (`float`, defaults to `0.2`): width `g` of the window, as a fraction of the text (DC-TTS's value).
@@ -73,7 +74,7 @@ def guided_attention_loss(
             so the others stay free to attend the speech context.
 
     Returns:
-        `torch.FloatTensor` of shape `()`.
+        `torch.FloatTensor` of shape `()`: the mean over the counted queries (0 when none counts).
     """
     if not attentions:
         raise ValueError("guided_attention_loss needs the attention maps of at least one layer (output_attentions).")
@@ -91,6 +92,8 @@ def guided_attention_loss(
         losses.append(1.0 - on_diagonal)
     valid = (torch.arange(query_columns.shape[1], device=query_columns.device)[None] < query_lengths[:, None])
     per_query = torch.stack(losses).mean(dim=(0, 2))  # (B, Q)
+    if not valid.any():  # no sample with a guided query (e.g. every text dropped): nothing to guide
+        return per_query.sum() * 0.0
     return per_query[valid].mean()
 
 

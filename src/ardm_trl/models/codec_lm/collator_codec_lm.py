@@ -21,10 +21,14 @@ class CodecLMDataCollator:
     Args:
         config ([`CodecLMConfig`]): gives the vocabulary layout.
         max_speech_tokens (`int`, *optional*): truncate longer speech (end-of-speech is then not appended).
+        text_dropout_prob (`float`, *optional*, defaults to `0.0`): probability of dropping a row's text
+            (`<bos> <speech_start> speech <eos>`), drawn from torch's global generator (seeded by the `Trainer`);
+            pass `config.cfg_dropout_prob` for the training set and 0 for evaluation.
     """
 
     config: CodecLMConfig
     max_speech_tokens: int | None = None
+    text_dropout_prob: float = 0.0
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -36,6 +40,8 @@ class CodecLMDataCollator:
                 raise ValueError(f"features[{i}]['text_ids'] holds ids outside [0, {cfg.text_vocab_size}).")
             if any(t < 0 or t >= cfg.codebook_size for t in speech):
                 raise ValueError(f"features[{i}]['speech_ids'] holds codes outside [0, {cfg.codebook_size}).")
+            if self.text_dropout_prob > 0 and torch.rand(()).item() < self.text_dropout_prob:
+                text = []
             truncated = self.max_speech_tokens is not None and len(speech) > self.max_speech_tokens
             speech = speech[: self.max_speech_tokens] if truncated else speech
             speech_part = [t + cfg.speech_token_offset for t in speech] + ([] if truncated else [cfg.eos_token_id])

@@ -62,6 +62,11 @@ class CodecLMConfig(PreTrainedConfig):
             Width of the diagonal window, as a fraction of the text length.
         guided_attention_heads (`int`, *optional*):
             Heads per layer that are guided (the first ones); default: half of the heads.
+        cfg_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Probability that [`CodecLMDataCollator`] drops a training row's text (`<bos> <speech_start> speech`), so
+            the model also learns the text-free distribution that classifier-free guidance
+            (`sample_speech(..., guidance_scale=w)`) contrasts with; 0 = never (the LM then has no trained text-free
+            branch).
 
     Example:
 
@@ -90,6 +95,7 @@ class CodecLMConfig(PreTrainedConfig):
     guided_attention_weight: float = 0.0
     guided_attention_sigma: float = 0.2
     guided_attention_heads: int | None = None
+    cfg_dropout_prob: float = 0.0
 
     def __post_init__(self, **kwargs):
         if isinstance(self.lm_config, dict):
@@ -125,6 +131,8 @@ class CodecLMConfig(PreTrainedConfig):
                 f"`guided_attention_weight` must be >= 0 (0 = off) and `guided_attention_sigma` > 0, got "
                 f"{self.guided_attention_weight} and {self.guided_attention_sigma}."
             )
+        if not 0.0 <= self.cfg_dropout_prob < 1.0:
+            raise ValueError(f"`cfg_dropout_prob` must be in [0, 1), got {self.cfg_dropout_prob}.")
         heads = self.guided_attention_heads
         if heads is not None and not 1 <= heads <= lm.num_attention_heads:
             raise ValueError(

@@ -297,7 +297,7 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
     ) -> torch.Tensor:
         """Guided attention (`ardm_trl.models.guided_attention`) between each labelled speech position and the text of
         a `<bos> text <speech_start> speech <eos>` row (either padding side): the text sits between `<bos>` and the
-        column that predicts the first labelled token."""
+        column that predicts the first labelled token. Rows without text do not count."""
         labelled = labels.ne(-100)  # (B, L)
         first = labelled.long().argmax(-1)  # column of the first speech token
         start = attention_mask.long().argmax(-1) if attention_mask is not None else torch.zeros_like(first)  # <bos>
@@ -305,7 +305,9 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
         columns = torch.arange(labels.shape[1], device=labels.device)[None]
         key_columns = start[:, None] + 1 + columns
         query_columns = first[:, None] - 1 + columns
-        return guided_attention_loss(attentions, query_columns, labelled.long().sum(-1), key_columns, text_lengths,
+        # rows without text (dropped for classifier-free guidance) have no alignment to guide
+        query_lengths = labelled.long().sum(-1) * (text_lengths > 0)
+        return guided_attention_loss(attentions, query_columns, query_lengths, key_columns, text_lengths,
                                      self.config.guided_attention_sigma, self.config.guided_attention_heads)
 
     # ------------------------------------------------------------------ prompts and teacher forcing
@@ -335,6 +337,7 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
         generator: torch.Generator | None = None,
         use_cache: bool = True,
         top_p: float | None = None,
+        guidance_scale: float = 1.0,
     ) -> SpeechSamplingOutput:
         """Sample speech tokens for a batch of texts (different lengths allowed), stopping each row at end-of-speech.
 
@@ -354,13 +357,26 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
                 step; both give the same tokens).
             top_p (`float`, *optional*): nucleus sampling: keep the smallest set of most likely classes whose
                 probability reaches `top_p` (after `top_k`).
+            guidance_scale (`float`, *optional*, defaults to 1.0): classifier-free guidance on the text: the
+                log-probabilities `log p(x | no text) + guidance_scale * (log p(x | text) - log p(x | no text))` are
+                sampled (before temperature, top-k and top-p), the text-free rows `<bos> <speech_start> speech` running
+                in the same batch. 1.0 is plain sampling. The returned `logits` are the guided ones; a teacher-forced
+                pass (DiffRO's replay) sees the plain model, so the trainers sample with 1.0.
         """
         K = self.config.codebook_size
-        prompts, attention_mask = self.build_prompts(text_ids)
-        batch_size, prompt_length = prompts.shape
+        if guidance_scale <= 0:
+            raise ValueError(f"`guidance_scale` must be > 0 (1.0 = no guidance), got {guidance_scale}.")
+        guided = guidance_scale != 1.0
+        if isinstance(text_ids, torch.Tensor):
+            text_ids = [row.tolist() for row in text_ids]
+        batch_size = len(text_ids)
+        # with guidance, rows B..2B-1 are the text-free copies; they get the same tokens as rows 0..B-1
+        prompts, attention_mask = self.build_prompts(list(text_ids) + [[]] * batch_size if guided else text_ids)
+        rows, prompt_length = prompts.shape
         sequences, positions = prompts, position_ids_from_attention_mask(attention_mask)
         cache = DynamicCache(config=self.config.lm_config) if use_cache else None
         finished = torch.zeros(batch_size, dtype=torch.bool, device=prompts.device)
+        copies = 2 if guided else 1
         step_ids, step_logits, step_noise, step_done = [], [], [], []
         next_input, next_positions = prompts, positions
         for step in range(max_new_tokens):
@@ -375,8 +391,12 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
                 )
             else:
                 out = self(input_ids=sequences, attention_mask=attention_mask, position_ids=positions, use_cache=False)
+            logits = out.speech_logits[:, -1].float()  # (copies * B, K + 1)
+            if guided:
+                conditional, text_free = logits.log_softmax(-1).chunk(2)
+                logits = text_free + guidance_scale * (conditional - text_free)
             logits = process_speech_logits(
-                out.speech_logits[:, -1].float(), temperature, top_k, forbid_eos=step < min_new_tokens, top_p=top_p
+                logits, temperature, top_k, forbid_eos=step < min_new_tokens, top_p=top_p
             )  # (B, K + 1)
             # 2. Gumbel-max sample, kept noise
             noise = sample_gumbel(logits.shape, generator=generator, device=logits.device)
@@ -391,13 +411,14 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
                 finished, torch.full_like(token, self.config.pad_token_id), token + self.config.speech_token_offset
             )
             finished = finished | (token == K)
-            next_input = unified[:, None]
+            next_input = unified.repeat(copies)[:, None]
             next_positions = positions[:, -1:] + 1
             sequences = torch.cat([sequences, next_input], dim=1)
             positions = torch.cat([positions, next_positions], dim=1)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch_size, 1)], dim=1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, 1)], dim=1)
             if finished.all():
                 break
+        sequences, attention_mask = sequences[:batch_size], attention_mask[:batch_size]
         speech_ids = torch.stack(step_ids, 1)
         completion_mask = torch.stack(step_done, 1)
         return SpeechSamplingOutput(
