@@ -23,7 +23,8 @@ class CodecLMDataCollator:
         max_speech_tokens (`int`, *optional*): truncate longer speech (end-of-speech is then not appended).
         text_dropout_prob (`float`, *optional*, defaults to `0.0`): probability of dropping a row's text
             (`<bos> <speech_start> speech <eos>`), drawn from torch's global generator (seeded by the `Trainer`);
-            pass `config.cfg_dropout_prob` for the training set and 0 for evaluation.
+            `examples/pretrain_codec_lm.py` passes `config.cfg_dropout_prob`. A `Trainer` uses one collator for the
+            training and the evaluation set, so its evaluation loss then also covers text-free rows.
     """
 
     config: CodecLMConfig
