@@ -15,12 +15,15 @@ in semitones relative to each sample's voice, identified by speaker embedding: `
 before and after.
 
 Results go to `benchmarks/results/diffro_vs_grpo.json`, `.md` (table) and `.png` (evaluation curves); `--replot`
-redraws the table and plot from the JSON.
+redraws the table and plot from the JSON. To use both cores, run each method in its own process (`--methods diffro`,
+`--methods grpo`, one thread each, the same `--seed` and evaluation flags) and join the two results with
+`--merge A.json B.json --output C.json`, which checks that the runs started from the same evaluation.
 
 Usage:
 
     OMP_NUM_THREADS=2 python benchmarks/diffro_vs_grpo.py --minutes 10 --eval_every_minutes 2.5
     python benchmarks/diffro_vs_grpo.py --methods diffro --control rate_level=fast pitch_level=high --minutes 5
+    python benchmarks/diffro_vs_grpo.py --merge diffro.json grpo.json --output benchmarks/results/side_by_side.json
 """
 
 from __future__ import annotations
@@ -158,7 +161,15 @@ def run_diffro(args, data, tokenizer, speech_tokenizer, evaluate, rewards, targe
     clock = WallClockEvaluation(evaluate, 60 * args.minutes, 60 * args.eval_every_minutes)
     trainer = DiffROTrainer(policy, rewards, args=config, train_dataset=Dataset.from_dict(rows), callbacks=[clock])
     trainer.train()
+    save_policy(args, trainer, tokenizer, name)
     return summarize(name, clock, trainer.state.log_history, reward_key="reward")
+
+
+def save_policy(args, trainer, tokenizer: CodecLMTokenizer, name: str) -> None:
+    """With `--save_dir`, the trained policy goes to `<save_dir>/<run name>` (loadable with `from_pretrained`)."""
+    if args.save_dir:
+        trainer.save_model(str(Path(args.save_dir) / name))
+        tokenizer.save_pretrained(str(Path(args.save_dir) / name))
 
 
 def run_grpo(args, data, tokenizer, speech_tokenizer, evaluate) -> dict:
@@ -177,6 +188,7 @@ def run_grpo(args, data, tokenizer, speech_tokenizer, evaluate) -> dict:
     trainer = GRPOTrainer(model=policy, reward_funcs=audio_ctc_reward_factory(tokenizer, speech_tokenizer), args=config,
                           train_dataset=Dataset.from_dict(rows), processing_class=tokenizer, callbacks=[clock])  # fmt: skip
     trainer.train()
+    save_policy(args, trainer, tokenizer, "grpo")
     return summarize("grpo", clock, trainer.state.log_history, reward_key="reward")
 
 
@@ -196,6 +208,30 @@ def summarize(name: str, clock: WallClockEvaluation, history: list[dict], reward
             for key in ("ctc_nll", "wer") if f"{key}_per_sample" in clock.curve[-1]
         },  # fmt: skip
     }
+
+
+def merge_results(paths: list[Path]) -> dict:
+    """Joins the runs of several result files into one, after checking that all of them start from the same evaluation
+    (the same held-out samples scored for the same checkpoint); raises `ValueError` when they do not."""
+    sources = [json.loads(Path(path).read_text()) for path in paths]
+    runs = [run for source in sources for run in source["runs"]]
+    if not runs:
+        raise ValueError(f"No runs in {', '.join(map(str, paths))}.")
+    reference = runs[0]["eval_curve"][0]
+    for run in runs[1:]:
+        start = run["eval_curve"][0]
+        same = len(start.get("ctc_nll_per_sample", [])) == len(reference.get("ctc_nll_per_sample", [])) and all(
+            (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
+            for a, b in zip(start.get("ctc_nll_per_sample", []), reference.get("ctc_nll_per_sample", []))
+        )  # fmt: skip
+        if not same or abs(start["ctc_nll"] - reference["ctc_nll"]) > 1e-6:
+            raise ValueError(
+                f"Run {run['method']!r} did not start from the same evaluation as {runs[0]['method']!r} (CTC NLL "
+                f"{start['ctc_nll']:.4f} vs {reference['ctc_nll']:.4f}): use the same --codec_lm_path, --eval_seeds, "
+                "--num_eval_sentences and --data_cache for every part."
+            )
+    return {"sources": [{"path": str(path), "args": source["args"]} for path, source in zip(paths, sources)],
+            "torch_threads": [source.get("torch_threads") for source in sources], "runs": runs}  # fmt: skip
 
 
 def _number(value: float | None, fmt: str) -> str:
@@ -229,10 +265,13 @@ def write_markdown(results: dict, path: Path) -> None:
     paired = [run for run in results["runs"] if run.get("paired_change")]
     if paired:
         lines += ["", "Paired change, last evaluation minus first (the same sentences and sampling seeds; mean ± SE of "
-                  "the per-sample differences; samples lower / higher):", ""]  # fmt: skip
+                  "the per-sample differences; samples lower / higher; the change per minute of training wall-clock):",
+                  ""]  # fmt: skip
         for run in paired:
+            minutes = run["eval_curve"][-1]["train_minutes"] - run["eval_curve"][0]["train_minutes"]
             lines.append(f"- {run['method']}: " + "; ".join(
-                f"{key} {c['mean']:+.3f} ± {c['sem']:.3f} (n = {c['n']}, {c['lower']} lower / {c['higher']} higher)"
+                f"{key} {c['mean']:+.3f} ± {c['sem']:.3f} (n = {c['n']}, {c['lower']} lower / {c['higher']} higher"
+                + (f"; {c['mean'] / minutes:+.4f} per minute)" if minutes > 0 else ")")
                 for key, c in run["paired_change"].items()))  # fmt: skip
     path.write_text("\n".join(lines) + "\n")
 
@@ -296,12 +335,17 @@ def main() -> None:
                         "the same seeds at every evaluation (paired samples)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "diffro_vs_grpo.json"))
+    parser.add_argument("--save_dir", default=None, help="Save each run's trained policy under this folder.")
     parser.add_argument("--replot", action="store_true", help="Only redraw the table and plot from --output's JSON.")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None,
+                        help="Only join these result files (runs of one method each, from the same start) into --output.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     output = Path(args.output)
-    if args.replot:
-        results = json.loads(output.read_text())
+    if args.replot or args.merge:
+        results = merge_results(args.merge) if args.merge else json.loads(output.read_text())
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=1))
         write_markdown(results, output.with_suffix(".md"))
         write_plot(results, output.with_suffix(".png"))
         return
