@@ -79,7 +79,10 @@ def main() -> None:
         max_new_tokens=args.max_new_tokens, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
         seed=args.seed,
     )  # fmt: skip
-    trainer = DiffROTrainer(policy, [CTCReward(mtr)], args=config, train_dataset=Dataset.from_dict(rows))
+    # per unit, as in the documented run (2026-12-02); the library default is now the sum
+    trainer = DiffROTrainer(
+        policy, [CTCReward(mtr, reduction="mean")], args=config, train_dataset=Dataset.from_dict(rows)
+    )
     trainer.train()
 
     history = [entry for entry in trainer.state.log_history if "reward" in entry]

@@ -319,9 +319,9 @@ def main() -> None:
     parser.add_argument("--diffro_learning_rate", type=float, default=2e-5)
     parser.add_argument("--grpo_learning_rate", type=float, default=2e-5)
     parser.add_argument("--diffro_beta", type=float, default=0.01)
-    parser.add_argument("--ctc_reduction", choices=["mean", "sum"], default="mean",
-                        help="DiffRO's CTC reward per text unit (mean) or per sentence (sum, on the scale of the "
-                        "summed KL)")  # fmt: skip
+    parser.add_argument("--ctc_reduction", choices=["mean", "sum"], default="sum",
+                        help="DiffRO's CTC reward per sentence (sum, on the scale of the summed KL; the default since "
+                        "2026-12-04) or per text unit (mean, the default of the runs before)")  # fmt: skip
     parser.add_argument("--grpo_beta", type=float, default=0.0)
     parser.add_argument("--pitch_reference_utterances", type=int, default=400,
                         help="corpus utterances (all voices, seed corpus_seed + 1000) for the per-voice F0 reference "

@@ -3,10 +3,11 @@
 The prompts are the texts (espeak IPA phonemes) of `build_tts_corpus`; the codec LM's tokenizer (`CodecLMTokenizer`,
 saved beside it) turns them into `text_ids`, which the MTR's CTC head also uses as targets.
 
-Rewards (`--rewards`, comma separated): `ctc` (pronunciation: per-unit CTC log P(text | tokens)), `quality`
-(predicted DNSMOS) and `attribute:<task>` (log-probability of a target class, zero-shot control). The target of an
-attribute reward comes from the dataset column `target_<task>`, filled from `--targets`: `rate_level=fast` gives every
-prompt that target, `rate_level=random` a random class per prompt.
+Rewards (`--rewards`, comma separated): `ctc` (pronunciation: CTC log P(text | tokens), summed over the sentence;
+`--ctc_reduction mean` divides it by the text length), `quality` (predicted DNSMOS) and `attribute:<task>`
+(log-probability of a target class, zero-shot control). The target of an attribute reward comes from the dataset
+column `target_<task>`, filled from `--targets`: `rate_level=fast` gives every prompt that target,
+`rate_level=random` a random class per prompt.
 
 Usage:
 
@@ -60,6 +61,10 @@ class ScriptArguments:
         default_factory=list,
         metadata={"help": "Attribute targets `task=class` or `task=random` (fills the `target_<task>` column)."},
     )
+    ctc_reduction: str = field(
+        default="sum",
+        metadata={"help": "CTC reward per sentence (sum) or per text unit (mean).", "choices": ["sum", "mean"]},
+    )
     num_utterances: int = field(default=3000, metadata={"help": "Corpus size of build_tts_corpus (prompts)."})
     corpus_seed: int = field(default=0, metadata={"help": "Seed of the corpus (use the pretraining seed)."})
     text_field: str = field(default="phonemes", metadata={"help": "Corpus column holding the model's text."})
@@ -70,7 +75,7 @@ def build_reward_funcs(script_args: ScriptArguments, reward_model: TokenRewardMo
     funcs = []
     for name in [r.strip() for r in script_args.rewards.split(",") if r.strip()]:
         if name == "ctc":
-            funcs.append(CTCReward(reward_model))
+            funcs.append(CTCReward(reward_model, reduction=script_args.ctc_reduction))
         elif name == "quality":
             funcs.append(QualityReward(reward_model))
         elif name.startswith("attribute:"):

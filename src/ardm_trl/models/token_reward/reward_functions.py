@@ -36,16 +36,19 @@ class _TokenRewardFunction(nn.Module):
 
 
 class CTCReward(_TokenRewardFunction):
-    """Pronunciation reward: per-unit CTC log-likelihood `log P(text | tokens) / len(text)` of the row's text.
+    """Pronunciation reward: the CTC log-likelihood `log P(text | tokens)` of the row's text.
 
     Args:
         model ([`TokenRewardModel`]): the MTR.
         text_column (`str`, *optional*, defaults to `"text_ids"`): the dataset column with the text units (the CTC
             vocabulary of the MTR).
-        reduction (`str`, *optional*, defaults to `"mean"`): `"mean"` (per unit) or `"sum"` (per sentence).
+        reduction (`str`, *optional*, defaults to `"sum"`): `"sum"` (per sentence, the paper's `log P(text | tokens)`)
+            or `"mean"` (divided by the text length). The sum is on the scale of DiffRO's summed KL; with `"mean"` the
+            reward is ~len(text) times weaker against `beta` and did not improve pronunciation in the measured runs
+            (see the DiffRO trainer docs).
     """
 
-    def __init__(self, model: TokenRewardModel, text_column: str = "text_ids", reduction: str = "mean"):
+    def __init__(self, model: TokenRewardModel, text_column: str = "text_ids", reduction: str = "sum"):
         super().__init__(model, name="ctc")
         self.text_column, self.reduction = text_column, reduction
 
