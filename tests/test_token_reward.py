@@ -65,6 +65,20 @@ def test_soft_one_hot_equals_hard_ids_and_gradients_reach_soft_tokens():
     assert soft_tokens.grad[1, 5:].abs().sum() == 0  # padding does not influence the reward
 
 
+def test_ctc_reward_is_the_summed_log_likelihood_by_default_and_mean_divides_by_text_length():
+    torch.manual_seed(0)
+    model = TokenRewardModel(tiny_config()).eval()
+    soft_tokens = F.one_hot(torch.randint(0, CODEBOOK, (2, 9)), CODEBOOK).float()
+    mask = torch.ones(2, 9, dtype=torch.long)
+    text_ids = [[1, 2, 3], [4]]
+    summed = CTCReward(model)(soft_tokens, mask, text_ids=text_ids)
+    per_unit = CTCReward(model, reduction="mean")(soft_tokens, mask, text_ids=text_ids)
+    torch.testing.assert_close(per_unit, summed / torch.tensor([3.0, 1.0]))
+    assert (summed < 0).all() and summed[0] < per_unit[0]
+    with pytest.raises(ValueError, match="reduction"):
+        CTCReward(model, reduction="max")
+
+
 def test_ctc_unalignable_text_gets_chance_level_and_bad_inputs_raise():
     model = TokenRewardModel(tiny_config(ctc_upsample=1)).eval()
     text = torch.tensor([[0, 1, 2, 3, 4]])

@@ -49,6 +49,8 @@ class CTCReward(_TokenRewardFunction):
     """
 
     def __init__(self, model: TokenRewardModel, text_column: str = "text_ids", reduction: str = "sum"):
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"`reduction` must be 'sum' or 'mean', got {reduction!r}.")
         super().__init__(model, name="ctc")
         self.text_column, self.reduction = text_column, reduction
 
