@@ -241,7 +241,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
             self._record_metric("loss/adversarial", adversarial_loss)
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"VGPO loss is not finite (kl={float(kl):.3g}, value guidance={float(guidance_loss):.3g}): the "
+                f"VGPO loss is not finite (kl={kl.item():.3g}, value guidance={guidance_loss.item():.3g}): the "
                 "teacher-forced pass over the rollouts overflowed. Rollouts far outside the model's training "
                 "distribution (e.g. very long samples of an undertrained model) cause this; lower `max_patches` or "
                 "the learning rate. No update was applied."
