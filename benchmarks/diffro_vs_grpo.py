@@ -210,6 +210,12 @@ def summarize(name: str, clock: WallClockEvaluation, history: list[dict], reward
     }
 
 
+def _start_nll(run: dict) -> np.ndarray:
+    """The per-sample CTC NLL of a run's first evaluation (NaN where a sample had none)."""
+    values = run["eval_curve"][0].get("ctc_nll_per_sample", [])
+    return np.array([np.nan if value is None else value for value in values], dtype=float)
+
+
 def merge_results(paths: list[Path]) -> dict:
     """Joins the runs of several result files into one, after checking that all of them start from the same evaluation
     (the same held-out samples scored for the same checkpoint); raises `ValueError` when they do not."""
@@ -217,18 +223,16 @@ def merge_results(paths: list[Path]) -> dict:
     runs = [run for source in sources for run in source["runs"]]
     if not runs:
         raise ValueError(f"No runs in {', '.join(map(str, paths))}.")
-    reference = runs[0]["eval_curve"][0]
+    first, reference = runs[0], _start_nll(runs[0])
     for run in runs[1:]:
-        start = run["eval_curve"][0]
-        same = len(start.get("ctc_nll_per_sample", [])) == len(reference.get("ctc_nll_per_sample", [])) and all(
-            (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
-            for a, b in zip(start.get("ctc_nll_per_sample", []), reference.get("ctc_nll_per_sample", []))
-        )  # fmt: skip
-        if not same or abs(start["ctc_nll"] - reference["ctc_nll"]) > 1e-6:
+        start = _start_nll(run)
+        nll, first_nll = run["eval_curve"][0]["ctc_nll"], first["eval_curve"][0]["ctc_nll"]
+        same = start.shape == reference.shape and np.allclose(start, reference, atol=1e-6, equal_nan=True)
+        if not same or abs(nll - first_nll) > 1e-6:
             raise ValueError(
-                f"Run {run['method']!r} did not start from the same evaluation as {runs[0]['method']!r} (CTC NLL "
-                f"{start['ctc_nll']:.4f} vs {reference['ctc_nll']:.4f}): use the same --codec_lm_path, --eval_seeds, "
-                "--num_eval_sentences and --data_cache for every part."
+                f"Run {run['method']!r} did not start from the same evaluation as {first['method']!r} (CTC NLL "
+                f"{nll:.4f} vs {first_nll:.4f}): use the same --codec_lm_path, --eval_seeds, --num_eval_sentences and "
+                "--data_cache for every part."
             )
     return {"sources": [{"path": str(path), "args": source["args"]} for path, source in zip(paths, sources)],
             "torch_threads": [source.get("torch_threads") for source in sources], "runs": runs}  # fmt: skip
@@ -343,9 +347,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     output = Path(args.output)
     if args.replot or args.merge:
-        results = merge_results(args.merge) if args.merge else json.loads(output.read_text())
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=1))
+        if args.merge:
+            results = merge_results(args.merge)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(results, indent=1))
+        else:
+            results = json.loads(output.read_text())
         write_markdown(results, output.with_suffix(".md"))
         write_plot(results, output.with_suffix(".png"))
         return
