@@ -15,8 +15,11 @@ DEFAULT_CORPUS_CACHE_DIR = "outputs/corpora"
 """Where the example and benchmark scripts keep built corpora, so that each corpus is built once for all of them."""
 
 
-def load_or_build_corpus(cache_dir: str | Path, num_utterances: int, seed: int, sampling_rate: int):
-    """`build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate)`, saved under `cache_dir` (one
+def load_or_build_corpus(
+    cache_dir: str | Path, num_utterances: int, seed: int, sampling_rate: int, hard_fraction: float = 0.15
+):
+    """`build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate, hard_fraction=hard_fraction)`, saved
+    under `cache_dir` (one
     folder per argument set, written whole before it is named) and loaded from there when it exists.
 
     Args:
@@ -24,6 +27,8 @@ def load_or_build_corpus(cache_dir: str | Path, num_utterances: int, seed: int, 
         num_utterances (`int`): utterances in both splits together.
         seed (`int`): seed of the corpus.
         sampling_rate (`int`): sampling rate of the audio.
+        hard_fraction (`float`, *optional*, defaults to `0.15`): share of hard repetitive sentences (the split of
+            sentences and voices depends on `seed` only).
 
     Returns:
         `datasets.DatasetDict`: splits `"train"` and `"test"` (see [`build_tts_corpus`]).
@@ -32,7 +37,8 @@ def load_or_build_corpus(cache_dir: str | Path, num_utterances: int, seed: int, 
 
     from .corpus import build_tts_corpus
 
-    folder = Path(cache_dir) / f"corpus_{num_utterances}_{seed}_{sampling_rate}"
+    suffix = "" if hard_fraction == 0.15 else f"_hard{hard_fraction:g}"
+    folder = Path(cache_dir) / f"corpus_{num_utterances}_{seed}_{sampling_rate}{suffix}"
     if folder.is_dir():
         return datasets.load_from_disk(str(folder))
     partial = folder.with_name(folder.name + ".partial")
@@ -41,7 +47,8 @@ def load_or_build_corpus(cache_dir: str | Path, num_utterances: int, seed: int, 
     staging = partial / "staging"
     staging.mkdir(parents=True)
     # synthesised straight into Arrow files: the memory holds one chunk of audio, not the corpus
-    corpus = build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate, arrow_dir=staging)
+    corpus = build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate, hard_fraction=hard_fraction,
+                              arrow_dir=staging)
     saved = partial / "corpus"
     corpus.save_to_disk(str(saved))
     del corpus
