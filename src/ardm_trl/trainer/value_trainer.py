@@ -119,8 +119,8 @@ def build_value_dataset(
     """Sample `num_generations` trajectories per prompt row from an ARDM, score them, and return a dataset for
     [`ValueTrainer`] (Task B style: the value model learns the rewards of the base model's own samples).
 
-    Columns: `text_input_ids`, `latents`, `reward`, `group_id` (the prompt's index), `prompt`, and the prompt rows'
-    other columns.
+    Columns: `text_input_ids`, `latents`, `reward`, `group_id` (the prompt's index), `prompt`, `prompt_latents` (when
+    the prompts have voice prompts), and the prompt rows' other columns.
     """
     funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
     weights = torch.tensor(reward_weights if reward_weights is not None else [1.0] * len(funcs))
@@ -140,6 +140,8 @@ def build_value_dataset(
                 reward=float(rollouts.rewards[i]),
                 group_id=start + int(rollouts.group_ids[i]),
             )
+            if rollouts.prompt_latents is not None:  # the voice prompt conditions the value model as it did the policy
+                record["prompt_latents"] = rollouts.prompt_latents[i][rollouts.prompt_latents_mask[i].bool()].cpu().tolist()
             records.append(record)
     return Dataset.from_list(records)
 
