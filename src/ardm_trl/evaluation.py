@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .stats import mean_and_sem
 from .trainer.ardm_utils import estimate_kl
 from .trainer.rollout import Rollouts, generate_rollouts, prepare_prompt_batch
 
@@ -233,14 +234,6 @@ def codec_lm_text_gap(model, rows: Sequence[dict[str, Any]], batch_size: int = 1
         results[name] = total / count
     model.train(was_training)
     return {**results, "gap": results["shifted"] - results["matched"]}
-
-
-def mean_and_sem(values: Sequence[float]) -> tuple[float, float]:
-    """Mean of `values` and its standard error (sample std / sqrt(n)): the sampling noise of one evaluation. The mean
-    is NaN for no values, the standard error for fewer than two."""
-    mean = float(np.mean(values)) if len(values) else float("nan")
-    sem = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return mean, sem
 
 
 __all__ = [

@@ -34,6 +34,7 @@ def voice_prompt_rows(
     seed: int = 0,
     include_target_latents: bool = False,
     limit: int | None = None,
+    targets: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per utterance of a corpus split (`ardm_trl.data.build_tts_corpus`), ready for the trainers.
 
@@ -42,9 +43,12 @@ def voice_prompt_rows(
     `prompt_audio` (that utterance, `{"array", "sampling_rate"}`, the reference of speaker similarity), the corpus
     labels (`voice`, `gender`, `pitch_level`, `rate_level`, `is_hard`) and, with `include_target_latents`, the
     utterance's own `latents` (value training on corpus audio, Task A).
+
+    `targets` restricts the rows to these indices of `split` (`limit` then draws from them), while voice prompts are
+    still drawn from the whole split: a validation subset gets prompts from utterances outside it.
     """
     rng = random.Random(seed)
-    indices = list(range(len(split)))
+    indices = list(range(len(split))) if targets is None else list(targets)
     if limit is not None:
         rng.shuffle(indices)
         indices = sorted(indices[:limit])

@@ -21,7 +21,14 @@ from .rollout import PromptBatch, Rollouts, generate_rollouts, prepare_prompt_ba
 from .token_reward_config import TokenRewardTrainingConfig
 from .token_reward_trainer import TokenRewardTrainer
 from .value_config import ValueConfig
-from .value_trainer import ValueTrainer, build_corpus_value_dataset, build_value_dataset, train_value_model
+from .value_evaluation import GuidanceEvaluation, measure_guidance_gain, value_reward_correlation
+from .value_trainer import (
+    ValueTrainer,
+    build_corpus_value_dataset,
+    build_value_dataset,
+    prepare_value_rewards,
+    train_value_model,
+)
 from .vgpo_config import VGPOConfig
 from .vgpo_trainer import VGPOTrainer
 
@@ -31,6 +38,7 @@ __all__ = [
     "BestOfKOutput",
     "DiffROConfig",
     "DiffROTrainer",
+    "GuidanceEvaluation",
     "MetricsMixin",
     "ModelCardMixin",
     "PreferenceBatch",
@@ -56,8 +64,10 @@ __all__ = [
     "generate_rollouts",
     "group_normalize",
     "is_peft_model",
+    "measure_guidance_gain",
     "prepare_peft_model",
     "prepare_prompt_batch",
+    "prepare_value_rewards",
     "reference_model_context",
     "render_model_card",
     "score_rollouts",
@@ -65,4 +75,5 @@ __all__ = [
     "train_value_model",
     "unwrap_peft",
     "value_loss",
+    "value_reward_correlation",
 ]

@@ -21,8 +21,8 @@ class ValueConfig(TrainingArguments):
         max_tokens_per_sample (`int`, *optional*):
             If set, at most this many random tokens `n` per batch sample are used (all valid tokens otherwise).
         group_normalize (`bool`, *optional*, defaults to `False`):
-            Per-prompt normalisation of the rewards within each batch (VGPO Sec. 4.3); groups are given by the
-            `group_column` column.
+            Per-prompt normalisation of the rewards (VGPO Sec. 4.3), over all of a group's rows in the dataset, done
+            once when the trainer is built; groups are given by the `group_column` column.
         reward_column (`str`, *optional*, defaults to `"reward"`):
             Dataset column holding each trajectory's reward.
         group_column (`str`, *optional*, defaults to `"group_id"`):

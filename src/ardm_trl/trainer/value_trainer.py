@@ -16,6 +16,7 @@ from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, value_lo
 from .base import MetricsMixin, ModelCardMixin
 from .rollout import AudioDecoder, generate_rollouts, prepare_prompt_batch, score_rollouts
 from .value_config import ValueConfig
+from .value_evaluation import GuidanceEvaluation, value_reward_correlation
 
 
 @dataclass
@@ -62,7 +63,16 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
 
     The dataset holds `text_input_ids`, `latents` `(F, D)`, a reward (`args.reward_column`) and optionally a group
     id (`args.group_column`, for per-prompt normalisation) and `prompt_latents`. Trajectories can come from a corpus
-    (Task A: real audio and its reward) or from samples of an ARDM ([`build_value_dataset`], Task B).
+    (Task A: real audio and its reward) or from samples of an ARDM ([`build_value_dataset`], Task B). Non-finite
+    rewards are refused; with `args.group_normalize` the rewards are normalised per group once, over the whole
+    dataset ([`prepare_value_rewards`]).
+
+    Args:
+        model ([`ARDMValueModel`]): the value model (`ARDMValueModel.from_ardm(policy)` to start).
+        args ([`ValueConfig`], *optional*), train_dataset, eval_dataset, processing_class, callbacks, optimizers: as
+            in [`~transformers.Trainer`].
+        guidance_evaluation ([`GuidanceEvaluation`], *optional*): also measure, at every evaluation, the guidance
+            gain of the value model on held-out prompts.
     """
 
     _trainer_name = "ValueTrainer (VGPO Algorithm 1)"
@@ -78,8 +88,16 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
         processing_class: Any = None,
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple = (None, None),
+        guidance_evaluation: GuidanceEvaluation | None = None,
     ):
         args = args or ValueConfig(output_dir="value-model")
+        self.guidance_evaluation = guidance_evaluation
+        if train_dataset is not None:
+            train_dataset = prepare_value_rewards(train_dataset, args.reward_column, args.group_column,
+                                                  args.group_normalize)  # fmt: skip
+        if eval_dataset is not None:
+            eval_dataset = prepare_value_rewards(eval_dataset, args.reward_column, args.group_column,
+                                                 args.group_normalize)  # fmt: skip
         collator = ValueDataCollator(model.config.patch_size, args.reward_column, args.group_column,
                                      model.config.text_pad_token_id)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -87,14 +105,27 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
                          optimizers=optimizers)
         self._init_metrics()
 
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The evaluation loss, plus (recorded into the same log) the correlation of predictions and rewards on the
+        evaluation set (`eval_value/pearson`, `eval_value/spearman`: does the value model generalise?) and, with
+        `guidance_evaluation`, the guidance gain on held-out prompts (`eval_guidance/<scale>/gain`: does its
+        gradient guide?)."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        value_model = self.accelerator.unwrap_model(self.model)
+        if dataset is not None and len(dataset) > 2:
+            correlation = value_reward_correlation(value_model, dataset, self.args.reward_column,
+                                                   num_draws=self.args.num_draws)  # fmt: skip
+            self._record_metric("value/pearson", correlation["pearson"], "eval")
+            self._record_metric("value/spearman", correlation["spearman"], "eval")
+        if self.guidance_evaluation is not None:
+            for key, value in self.guidance_evaluation(value_model).items():
+                self._record_metric(key, value, "eval")
+        return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        rewards = inputs.pop("rewards")
-        group_ids = inputs.pop("group_ids", None)
-        if self.args.group_normalize:
-            if group_ids is None:
-                raise ValueError(f"`group_normalize=True` needs a `{self.args.group_column}` column.")
-            rewards = group_normalize(rewards, group_ids)
+        rewards = inputs.pop("rewards")  # already normalised per group over the whole dataset (prepare_value_rewards)
+        inputs.pop("group_ids", None)
         loss, values = value_training_loss(
             model, self.accelerator.unwrap_model(model), inputs, rewards, self.args.loss_type, self.args.num_draws,
             self.args.max_tokens_per_sample * rewards.shape[0] if self.args.max_tokens_per_sample else None,
@@ -102,6 +133,50 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
         self._record_metric("value/mean", values)
         self._record_metric("value/reward_mean", rewards)
         return (loss, {"values": values}) if return_outputs else loss
+
+
+def prepare_value_rewards(dataset: Any, reward_column: str, group_column: str, normalize: bool) -> Any:
+    """Check a value dataset's rewards and, with `normalize`, replace them by their per-group normalisation over *all*
+    of each group's rows (VGPO Sec. 4.3: `(r - mean) / std` over the G samples of a prompt; a shuffled batch rarely
+    holds a whole group, so normalising per batch would zero most targets).
+
+    Args:
+        dataset (`datasets.Dataset` or a sequence of dict rows): the value dataset.
+        reward_column (`str`), group_column (`str`): its reward and group-id columns.
+        normalize (`bool`): normalise per group.
+
+    Returns:
+        The same kind of dataset, rewards normalised if asked.
+
+    Raises:
+        `ValueError`: the reward (or, with `normalize`, the group) column is missing, or a reward is not finite
+        (`None` or NaN rewards must be dropped or replaced before training: a value model cannot learn them).
+    """
+    is_hf = isinstance(dataset, Dataset)
+    columns = dataset.column_names if is_hf else (list(dataset[0]) if len(dataset) else [])
+    if len(dataset) == 0:
+        raise ValueError("The value dataset is empty: it needs rows with `text_input_ids`, `latents` and a reward.")
+    if reward_column not in columns:
+        raise ValueError(f"Value training rows need a `{reward_column}` column with the trajectory reward.")
+    rewards = torch.tensor([float("nan") if r is None else float(r)
+                            for r in (dataset[reward_column] if is_hf else (row[reward_column] for row in dataset))],
+                           dtype=torch.float64)  # fmt: skip
+    bad = (~torch.isfinite(rewards)).nonzero().flatten()
+    if bad.numel():
+        raise ValueError(
+            f"{bad.numel()} of {len(rewards)} value-training rows have no finite `{reward_column}` (first at row "
+            f"{int(bad[0])}): drop them (e.g. `dataset.filter(lambda row: row['{reward_column}'] is not None and "
+            f"math.isfinite(row['{reward_column}']))`) or give them a reward."
+        )
+    if not normalize:
+        return dataset
+    if group_column not in columns:
+        raise ValueError(f"`group_normalize=True` needs a `{group_column}` column (the prompt of each sample).")
+    groups = list(dataset[group_column]) if is_hf else [row[group_column] for row in dataset]
+    normalized = group_normalize(rewards, groups).tolist()
+    if is_hf:
+        return dataset.remove_columns(reward_column).add_column(reward_column, normalized)
+    return [dict(row, **{reward_column: value}) for row, value in zip(dataset, normalized)]
 
 
 @torch.no_grad()
@@ -199,6 +274,7 @@ __all__ = [
     "ValueTrainer",
     "build_corpus_value_dataset",
     "build_value_dataset",
+    "prepare_value_rewards",
     "train_value_model",
     "value_training_loss",
 ]

@@ -24,10 +24,16 @@ class VGPOConfig(TrainingArguments):
             Maximum patches per rollout.
         min_patches (`int`, *optional*, defaults to `0`):
             The stop head is ignored before this many patches.
-        num_inference_steps (`int`, *optional*, defaults to `16`):
-            Denoising steps per patch in rollouts.
-        lm_guidance_scale (`float`, *optional*, defaults to `2.0`):
-            LM guidance weight `w`, in rollouts and in the loss (the paper always enables it, App. B.2).
+        temperature (`float`, *optional*):
+            Sampling temperature of rollouts (the noise each DDPM step adds is scaled by it; 1 = the model's own
+            distribution, 0 = only the starting noise is random). `None` takes the policy's own setting
+            ([`~ardm_trl.models.ardm.sampling_settings`]: its `generation_config`, then its config).
+        num_inference_steps (`int`, *optional*):
+            Denoising steps per patch in rollouts (`None`: the policy's setting, 16 by default).
+        lm_guidance_scale (`float`, *optional*):
+            LM guidance weight `w`, in rollouts and in the loss (the paper always enables it with `w = 2`, App. B.2;
+            `None`: the policy's setting). The trained policy is saved with these sampling settings in its
+            `generation_config`, so it samples by default the way it was trained.
 
         > Rewards
 
@@ -71,6 +77,9 @@ class VGPOConfig(TrainingArguments):
         adm_real_max_patches (`int`, *optional*):
             Real (reference-model) samples are cut to their first this-many patches (the paper keeps the first 7 s,
             which drift less).
+        allow_untrained_value_model (`bool`, *optional*, defaults to `False`):
+            Accept a value model whose output layer is still zero (untrained: its gradient is zero). Refused by
+            default; useful only with `online_value_update=True`.
         peft_modules_to_save (`list[str]`, *optional*):
             With `peft_config`, sub-modules that stay fully trainable besides the adapters (e.g. `["head"]`).
     """
@@ -78,8 +87,9 @@ class VGPOConfig(TrainingArguments):
     num_generations: int = field(default=4, metadata={"help": "Trajectories per prompt per step."})
     max_patches: int = field(default=64, metadata={"help": "Maximum patches per rollout."})
     min_patches: int = field(default=0, metadata={"help": "Stop head ignored before this many patches."})
-    num_inference_steps: int = field(default=16, metadata={"help": "Denoising steps per patch in rollouts."})
-    lm_guidance_scale: float = field(default=2.0, metadata={"help": "LM guidance weight w (rollouts and loss)."})
+    temperature: float | None = field(default=None, metadata={"help": "Rollout temperature (None: the policy's)."})
+    num_inference_steps: int | None = field(default=None, metadata={"help": "Denoising steps (None: the policy's)."})
+    lm_guidance_scale: float | None = field(default=None, metadata={"help": "LM guidance w (None: the policy's)."})
     reward_weights: list[float] | None = field(default=None, metadata={"help": "Weights of the reward functions."})
     group_normalize: bool = field(default=False, metadata={"help": "Per-prompt reward normalisation (Sec. 4.3)."})
     w_kl: float = field(default=1.0, metadata={"help": "Weight of the KL term (Eq. 15)."})
@@ -94,6 +104,7 @@ class VGPOConfig(TrainingArguments):
     discriminator_steps: int = field(default=10, metadata={"help": "Discriminator steps per policy step."})
     discriminator_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the discriminator."})
     adm_real_max_patches: int | None = field(default=None, metadata={"help": "Cut real samples to this many patches."})
+    allow_untrained_value_model: bool = field(default=False, metadata={"help": "Accept a zero-initialised value head."})
     peft_modules_to_save: list[str] | None = field(default=None, metadata={"help": "Fully trainable modules with LoRA."})
     learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (paper: 1e-6)."})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (paper: 0.95)."})
@@ -109,8 +120,10 @@ class VGPOConfig(TrainingArguments):
             raise ValueError("`group_normalize=True` needs `num_generations >= 2` samples per prompt.")
         if self.w_kl < 0 or self.w_adm < 0:
             raise ValueError("`w_kl` and `w_adm` must be >= 0.")
-        if self.lm_guidance_scale < 0:
+        if self.lm_guidance_scale is not None and self.lm_guidance_scale < 0:
             raise ValueError(f"`lm_guidance_scale` must be >= 0, got {self.lm_guidance_scale}.")
+        if self.temperature is not None and self.temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0, got {self.temperature}.")
         if self.value_loss_type not in ("mse", "exp_mse"):
             raise ValueError(f"`value_loss_type` must be 'mse' or 'exp_mse', got {self.value_loss_type!r}.")
 

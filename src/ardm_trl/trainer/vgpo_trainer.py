@@ -13,7 +13,13 @@ from transformers import AutoModel, PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
-from ..models.ardm import ARDMDiscriminator, ARDMForSpeechSynthesis, ARDMValueModel
+from ..models.ardm import (
+    ARDMDiscriminator,
+    ARDMForSpeechSynthesis,
+    ARDMValueModel,
+    sampling_settings,
+    set_sampling_settings,
+)
 from .ardm_utils import (
     NoiseDraws,
     RewardFunc,
@@ -101,6 +107,13 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
             model = AutoModel.from_pretrained(model)  # before the compatibility checks below
         self.reward_funcs, self.reward_weights = resolve_reward_funcs(reward_funcs, args.reward_weights)
         self._check_compatible(model, value_model, "value model")
+        if value_model.has_untrained_head() and not args.allow_untrained_value_model:
+            raise ValueError(
+                "The value model's output layer is still at its zero initialisation (`ARDMValueModel.from_ardm` "
+                "without training): its gradient is zero and VGPO would train on the KL term alone. Train it first "
+                "(`ValueTrainer` or `train_value_model`, VGPO Alg. 1), or set `allow_untrained_value_model=True` "
+                "together with `online_value_update=True` to learn it during the run."
+            )
         if discriminator is not None:
             self._check_compatible(model, discriminator, "discriminator")
 
@@ -151,9 +164,15 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         return unwrap_peft(self.accelerator.unwrap_model(self.model))
 
     def _generation_kwargs(self) -> dict[str, Any]:
+        """How rollouts are sampled: `args` where set, else the policy's own settings ([`sampling_settings`])."""
         args = self.args
-        return dict(max_patches=args.max_patches, min_patches=args.min_patches,
-                    num_inference_steps=args.num_inference_steps, lm_guidance_scale=args.lm_guidance_scale)
+        return sampling_settings(self._policy, max_patches=args.max_patches, min_patches=args.min_patches,
+                                 num_inference_steps=args.num_inference_steps, temperature=args.temperature,
+                                 lm_guidance_scale=args.lm_guidance_scale)  # fmt: skip
+
+    @property
+    def _lm_guidance_scale(self) -> float:
+        return self._generation_kwargs()["lm_guidance_scale"]
 
     def _prepare_inputs(self, inputs: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
         if isinstance(inputs, dict) and "rollouts" in inputs:  # already rolled out (see training_step)
@@ -220,11 +239,12 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         model_inputs = self._model_inputs(rollouts)
 
         # 1. policy prediction at the draws (one LM pass, LM guidance)
-        prediction = model(**model_inputs, draws=draws, lm_guidance_scale=args.lm_guidance_scale).head_prediction
+        guidance = self._lm_guidance_scale
+        prediction = model(**model_inputs, draws=draws, lm_guidance_scale=guidance).head_prediction
         epsilon = schedule.to_epsilon(prediction, draws.noisy, draws.timesteps)
         # 2. reference prediction and value gradient (one LM pass each, heads at every draw)
         with torch.no_grad(), reference_model_context(self.accelerator.unwrap_model(model), self.ref_model) as ref:
-            ref_prediction = ref(**model_inputs, draws=draws, lm_guidance_scale=args.lm_guidance_scale).head_prediction
+            ref_prediction = ref(**model_inputs, draws=draws, lm_guidance_scale=guidance).head_prediction
         ref_epsilon = schedule.to_epsilon(ref_prediction, draws.noisy, draws.timesteps)
         _, sigma = schedule.alpha_sigma(draws.timesteps, draws.noisy)
         value_grad = self._critic_gradient(self.value_model, rollouts, draws)
@@ -341,6 +361,10 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
                 optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=True))
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        settings = self._generation_kwargs()
+        set_sampling_settings(self._policy, temperature=settings["temperature"],
+                              lm_guidance_scale=settings["lm_guidance_scale"],
+                              num_inference_steps=settings["num_inference_steps"])  # fmt: skip
         super().save_model(output_dir, _internal_call)
         if not _internal_call:
             self._save_critics(output_dir or self.args.output_dir, with_optimizers=False)

@@ -2,7 +2,7 @@
 
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
 from .diffusion import NoiseSchedule, build_scheduler
-from .generation_ardm import ARDMGenerationOutput
+from .generation_ardm import ARDMGenerationOutput, sampling_settings, set_sampling_settings
 from .modeling_ardm import (
     ARDMDiscriminator,
     ARDMForSpeechSynthesis,
@@ -32,5 +32,7 @@ __all__ = [
     "build_scheduler",
     "pad_to_patch_multiple",
     "patchify",
+    "sampling_settings",
+    "set_sampling_settings",
     "unpatchify",
 ]

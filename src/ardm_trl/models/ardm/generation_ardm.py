@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers import SchedulerMixin
@@ -18,6 +18,62 @@ if TYPE_CHECKING:
     from .modeling_ardm import ARDMValueModel
 
 logger = logging.get_logger(__name__)
+
+SAMPLING_DEFAULTS: dict[str, Any] = {
+    "temperature": 1.0,
+    "lm_guidance_scale": 2.0,
+    "num_inference_steps": 16,
+    "max_patches": 512,
+    "min_patches": 0,
+    "stop_threshold": 0.5,
+}
+"""The settings that say how an ARDM samples, with the defaults used when neither the call, the model's
+`generation_config` nor its config sets them."""
+
+
+def sampling_settings(model: Any, **overrides: Any) -> dict[str, Any]:
+    """How `model` samples: every key of `SAMPLING_DEFAULTS`, taken from `overrides` where given (not `None`), else
+    from `model.generation_config` (saved with the model as `generation_config.json`), else from `model.config`, else
+    the default. Rollouts, value data, preference data, Best-of-K and evaluation all sample through this, so a model
+    is trained and evaluated on the distribution it is used with.
+
+    Args:
+        model: an ARDM (or a peft model of one).
+        overrides: settings that take precedence (keys of `SAMPLING_DEFAULTS`; `None` means "not given").
+
+    Returns:
+        `dict[str, Any]`: the resolved settings, ready for `model.generate(**settings)`.
+    """
+    unknown = set(overrides) - set(SAMPLING_DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLING_DEFAULTS)}.")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    generation_config = getattr(base, "generation_config", None)
+    settings = {}
+    for key, default in SAMPLING_DEFAULTS.items():
+        value = overrides.get(key)
+        if value is None and generation_config is not None and not getattr(generation_config, "_from_model_config", False):
+            value = getattr(generation_config, key, None)
+        if value is None:
+            value = getattr(base.config, key, None)
+        settings[key] = default if value is None else value
+    return settings
+
+
+def set_sampling_settings(model: Any, **settings: Any) -> None:
+    """Record how `model` samples in its `generation_config` (saved with it by `save_pretrained`), so that
+    [`sampling_settings`] and `generate` use these settings by default from now on."""
+    from transformers import GenerationConfig
+
+    unknown = set(settings) - set(SAMPLING_DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown sampling settings {sorted(unknown)}; known: {sorted(SAMPLING_DEFAULTS)}.")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    current = getattr(base, "generation_config", None)
+    kept = {} if current is None or getattr(current, "_from_model_config", False) else current.to_diff_dict()
+    kept.pop("transformers_version", None)
+    values = {**kept, **{k: v for k, v in settings.items() if v is not None}}
+    base.generation_config = GenerationConfig(**{**values, "do_sample": True})
 
 
 @dataclass
@@ -41,6 +97,23 @@ class ARDMGenerationOutput(ModelOutput):
 
 class ARDMGenerationMixin:
     """Adds `generate` (and the per-patch sampler it runs, `denoise_patches`) to [`ARDMForSpeechSynthesis`]."""
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
+                             cache_dir=None, force_download=False, proxies=None, local_files_only=False, token=None,
+                             revision=None, subfolder="", trust_remote_code=None, **kwargs) -> None:  # fmt: skip
+        """Called by `from_pretrained`: load the sampling settings saved beside the weights (`generation_config.json`,
+        see [`sampling_settings`]); transformers does this only for `GenerationMixin` models."""
+        from transformers import GenerationConfig
+
+        if generation_config is not None:
+            self.generation_config = generation_config
+            return
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(
+                pretrained_model_name_or_path, cache_dir=cache_dir, force_download=force_download, proxies=proxies,
+                local_files_only=local_files_only, token=token, revision=revision, subfolder=subfolder)  # fmt: skip
+        except OSError:
+            pass  # no generation_config.json: the model's config holds the sampling defaults
 
     def denoise_patches(
         self,
@@ -78,7 +151,7 @@ class ARDMGenerationMixin:
         prompt_latents: torch.FloatTensor | None = None,
         prompt_latents_mask: torch.Tensor | None = None,
         max_patches: int | None = None,
-        min_patches: int = 0,
+        min_patches: int | None = None,
         num_inference_steps: int | None = None,
         lm_guidance_scale: float | None = None,
         scheduler: SchedulerMixin | None = None,
@@ -87,39 +160,47 @@ class ARDMGenerationMixin:
         stop_threshold: float | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
-        temperature: float = 1.0,
+        temperature: float | None = None,
     ) -> ARDMGenerationOutput:
         r"""
         Sample latents for a batch of texts (of different lengths) and optional voice prompts.
+
+        Every sampling setting left at `None` comes from [`sampling_settings`]: the model's `generation_config`, then
+        its config (the defaults below are those of a model that sets neither).
 
         Args:
             text_input_ids (`torch.LongTensor` of shape `(B, T)`), text_attention_mask (`(B, T)`, *optional*):
                 the texts, padded on either side.
             prompt_latents (`(B, Fp, D)`, *optional*), prompt_latents_mask (`(B, Fp)`, *optional*): voice prompts.
-            max_patches (`int`, *optional*, defaults to `config.max_patches`): length limit.
+            max_patches (`int`, *optional*, defaults to `512`): length limit.
             min_patches (`int`, *optional*, defaults to `0`): the stop head is ignored before this many patches.
-            num_inference_steps (`int`, *optional*, defaults to `config.num_inference_steps` = 16): denoising steps.
-            lm_guidance_scale (`float`, *optional*, defaults to `config.lm_guidance_scale` = 2): LM guidance weight
-                `w >= 0`; `w = 1` is exactly the conditional model.
+            num_inference_steps (`int`, *optional*, defaults to `16`): denoising steps.
+            lm_guidance_scale (`float`, *optional*, defaults to `2`): LM guidance weight `w >= 0`; `w = 1` is exactly
+                the conditional model.
             scheduler (`diffusers.SchedulerMixin`, *optional*): the sampler (any diffusers scheduler built for this
                 model's noise schedule, e.g. `DDIMScheduler.from_config(model.config.scheduler_config)`); DDPM from
                 `config.scheduler_config` by default.
             value_model ([`ARDMValueModel`], *optional*), value_guidance_scale (`float`, defaults to `0`): value-guided
                 sampling (VGPO Alg. 2): the score becomes `s_guided + lambda * grad V(x_<n, x_n^t)`.
-            stop_threshold (`float`, *optional*, defaults to `config.stop_threshold`).
+            stop_threshold (`float`, *optional*, defaults to `0.5`).
             generator (`torch.Generator`, *optional*): makes sampling reproducible.
             use_cache (`bool`, defaults to `True`): KV cache; `False` recomputes the whole prefix at every patch.
             temperature (`float`, *optional*, defaults to `1.0`): scales the noise each denoising step adds (MAR's
                 sampling temperature, [`~models.ardm.diffusion.tempered_step`]; DDPM samplers only). `1` samples
-                the model's distribution (what the RL trainers assume); lower values trade diversity for samples
-                nearer the head's conditional mean.
+                the model's distribution; lower values trade diversity for samples nearer the head's conditional
+                mean (see `docs/vgpo_trainer.md` for what fine-tuning means at a temperature below 1).
         """
         config = self.config
-        guidance = config.lm_guidance_scale if lm_guidance_scale is None else lm_guidance_scale
+        settings = sampling_settings(self, max_patches=max_patches, min_patches=min_patches,
+                                     num_inference_steps=num_inference_steps, lm_guidance_scale=lm_guidance_scale,
+                                     stop_threshold=stop_threshold, temperature=temperature)  # fmt: skip
+        guidance, max_patches = settings["lm_guidance_scale"], settings["max_patches"]
+        min_patches, threshold, temperature = settings["min_patches"], settings["stop_threshold"], settings["temperature"]
+        num_inference_steps = settings["num_inference_steps"]
         if guidance < 0:
             raise ValueError(f"`lm_guidance_scale` must be >= 0 (1 = conditional model), got {guidance}.")
-        max_patches = config.max_patches if max_patches is None else max_patches
-        threshold = config.stop_threshold if stop_threshold is None else stop_threshold
+        if temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0, got {temperature}.")
         use_value = value_model is not None and value_guidance_scale != 0.0
         if use_value and value_model.config.patch_dim != config.patch_dim:
             raise ValueError(
@@ -160,7 +241,7 @@ class ARDMGenerationMixin:
             previous = torch.where(prompt_mask.any(-1)[:, None], picked, previous)
 
         scheduler = scheduler if scheduler is not None else build_scheduler(config.scheduler_config)
-        scheduler.set_timesteps(num_inference_steps or config.num_inference_steps, device=device)
+        scheduler.set_timesteps(num_inference_steps, device=device)
         schedule = self.noise_schedule
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         lengths = torch.zeros(batch, dtype=torch.long, device=device)
@@ -218,4 +299,6 @@ class ARDMGenerationMixin:
         )
 
 
-__all__ = ["ARDMGenerationMixin", "ARDMGenerationOutput"]
+__all__ = [
+    "SAMPLING_DEFAULTS", "ARDMGenerationMixin", "ARDMGenerationOutput", "sampling_settings", "set_sampling_settings",
+]

@@ -476,6 +476,11 @@ class ARDMValueModel(ARDMPreTrainedModel):
             model.head.output.bias.zero_()
         return model.to(device=ardm.device, dtype=ardm.dtype)
 
+    def has_untrained_head(self) -> bool:
+        """True while the scalar output layer's weight is still all zeros (as [`from_ardm`] leaves it): the gradient
+        of the value w.r.t. its input is then zero."""
+        return not bool(self.head.output.weight.detach().any())
+
     def value(
         self,
         hidden: torch.Tensor,
