@@ -246,3 +246,46 @@ def test_train_value_model_learns_from_corpus_rewards_or_from_policy_samples(tmp
         train_value_model(policy, rows, mean_latent, value_args(tmp_path / "x"), source="policy")
     with pytest.raises(ValueError, match="returned 1 rewards for 6 rows"):
         build_corpus_value_dataset(rows, lambda prompts, completions, **kw: [0.0])
+
+
+def test_vgpo_refuses_an_untrained_value_model_unless_allowed(tmp_path):
+    policy, _ = make_models()
+    untrained = ARDMValueModel.from_ardm(policy)
+    assert untrained.has_untrained_head()
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    with pytest.raises(ValueError, match="zero initialisation"):
+        VGPOTrainer(policy, untrained, mean_latent, vgpo_args(tmp_path), train_dataset=dataset())
+    assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())
+    args = vgpo_args(tmp_path, allow_untrained_value_model=True, online_value_update=True, value_steps=1)
+    trainer = VGPOTrainer(policy, untrained, mean_latent, args, train_dataset=dataset())
+    trainer.train()
+    assert not untrained.has_untrained_head()  # the online value update trained it
+
+
+def test_value_rewards_are_normalised_per_group_over_the_whole_dataset():
+    from ardm_trl.trainer import prepare_value_rewards
+
+    rows = [{"reward": r, "group_id": g} for r, g in [(1.0, "a"), (5.0, "b"), (3.0, "a"), (7.0, "b"), (2.0, "a")]]
+    out = prepare_value_rewards(rows, "reward", "group_id", normalize=True)
+    a = torch.tensor([out[i]["reward"] for i in (0, 2, 4)])
+    b = torch.tensor([out[i]["reward"] for i in (1, 3)])
+    assert torch.allclose(a.mean(), torch.tensor(0.0), atol=1e-6) and torch.allclose(a.std(unbiased=False),
+                                                                                     torch.tensor(1.0), atol=1e-4)
+    assert torch.allclose(b, torch.tensor([-1.0, 1.0]), atol=1e-4)
+    hf = prepare_value_rewards(Dataset.from_list(rows), "reward", "group_id", normalize=True)
+    assert torch.allclose(torch.tensor(hf["reward"]), torch.tensor([r["reward"] for r in out]))
+    assert prepare_value_rewards(rows, "reward", "group_id", normalize=False) is rows
+    with pytest.raises(ValueError, match="no finite `reward`"):
+        prepare_value_rewards(rows + [{"reward": float("nan"), "group_id": "c"}], "reward", "group_id", True)
+    with pytest.raises(ValueError, match="group_id"):
+        prepare_value_rewards([{"reward": 1.0}], "reward", "group_id", True)
+    with pytest.raises(ValueError, match="empty"):
+        prepare_value_rewards([], "reward", "group_id", False)
+
+
+def test_value_dataset_rows_keep_their_voice_prompt():
+    policy, _ = make_models()
+    rows = [{"prompt": "p", "text_input_ids": [1, 2], "prompt_latents": torch.randn(4, 4)}]
+    data = build_value_dataset(policy, rows, mean_latent, num_generations=2, max_patches=2, num_inference_steps=2)
+    assert len(data) == 2
+    assert torch.allclose(torch.tensor(data[0]["prompt_latents"]), rows[0]["prompt_latents"])

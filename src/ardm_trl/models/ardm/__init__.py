@@ -2,7 +2,7 @@
 
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
 from .diffusion import NoiseSchedule, build_scheduler
-from .generation_ardm import ARDMGenerationOutput, sampling_settings, set_sampling_settings
+from .generation_ardm import SAMPLING_DEFAULTS, ARDMGenerationOutput, sampling_settings, set_sampling_settings
 from .modeling_ardm import (
     ARDMDiscriminator,
     ARDMForSpeechSynthesis,
@@ -17,6 +17,7 @@ from .modeling_ardm import (
 )
 
 __all__ = [
+    "SAMPLING_DEFAULTS",
     "ARDMConfig",
     "ARDMDiscriminator",
     "ARDMDiscriminatorConfig",
