@@ -13,7 +13,7 @@ import torch
 
 from .stats import mean_and_sem
 from .trainer.ardm_utils import estimate_kl
-from .trainer.rollout import Rollouts, generate_rollouts, prepare_prompt_batch
+from .trainer.rollout import generate_rollouts, prepare_prompt_batch
 
 
 @dataclass
@@ -23,8 +23,33 @@ class ARDMEvaluation:
     metrics: dict[str, float]
     audio: list[np.ndarray] = field(repr=False)
     texts: list[str] = field(repr=False)
-    rollouts: list[Rollouts] = field(repr=False)
     generation_seconds: float = 0.0
+
+
+@dataclass
+class SampleScores:
+    """Per-sample metrics of a model on prompt rows x sampling seeds, in the order seed by seed, row by row.
+
+    Attributes:
+        prompt_ids (`list[int]`): the row index of each sample (for per-prompt pairing, [`~ardm_trl.stats`]).
+        seeds (`list[int]`): the sampling seed of each sample.
+        scores (`dict[str, list[float | None]]`): each metric of [`~ardm_trl.rewards.score_speech`] per sample.
+        kl (`float`, *optional*): `ardm_kl` to the reference on the model's own samples (when asked).
+        generation_seconds (`float`): sampling time alone, all samples.
+        audio (`list[np.ndarray]`): the decoded samples (empty unless `keep_audio`).
+    """
+
+    prompt_ids: list[int]
+    seeds: list[int]
+    scores: dict[str, list[float | None]]
+    kl: float | None = None
+    generation_seconds: float = 0.0
+    audio: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def means(self) -> dict[str, float]:
+        """The mean of each metric over its defined samples (NaN if none)."""
+        return {key: mean_and_sem([v for v in values if v is not None and np.isfinite(v)])[0]
+                for key, values in self.scores.items()}  # fmt: skip
 
 
 def score_audio(
@@ -37,15 +62,28 @@ def score_audio(
     """`ardm_trl.rewards.evaluate_speech` of `audio` against `texts`, with the voice prompts' audio
     (`{"array", "sampling_rate"}` per sample, as in the `prompt_audio` column) as the speaker-similarity references;
     `"sim"` is dropped when some sample has no prompt audio."""
-    from .rewards import evaluate_speech
+    scores = score_audio_per_sample(audio, sampling_rate, texts, prompt_audio, metrics)
+    return {key: mean_and_sem([v for v in values if v is not None and np.isfinite(v)])[0]
+            for key, values in scores.items()}  # fmt: skip
+
+
+def score_audio_per_sample(
+    audio: Sequence[np.ndarray],
+    sampling_rate: int,
+    texts: Sequence[str],
+    prompt_audio: Sequence[dict[str, Any] | None] | None = None,
+    metrics: Sequence[str] = ("f0v", "wer", "sim"),
+) -> dict[str, list[float | None]]:
+    """[`score_audio`] per sample (`None` where a metric is undefined)."""
+    from .rewards import score_speech
 
     references = list(prompt_audio) if prompt_audio is not None else [None] * len(audio)
     reference_audio, ref_rate = None, None
     if "sim" in metrics and all(r is not None for r in references):
         reference_audio = [np.asarray(r["array"]) for r in references]
         ref_rate = references[0]["sampling_rate"]
-    return evaluate_speech(
-        audio,
+    return score_speech(
+        list(audio),
         sampling_rate,
         list(texts),
         reference_audio=reference_audio,
@@ -55,6 +93,58 @@ def score_audio(
 
 
 @torch.no_grad()
+def score_samples(
+    model,
+    rows: Sequence[dict[str, Any]],
+    codec,
+    seeds: Sequence[int] = (0,),
+    metrics: Sequence[str] = ("f0v", "wer", "sim"),
+    reference=None,
+    compute_kl: bool = False,
+    batch_size: int = 8,
+    kl_draws: int = 4,
+    keep_audio: bool = False,
+    **generation_kwargs: Any,
+) -> SampleScores:
+    """Sample one utterance per row and seed (each seed restarts the sampler's generator, so two models evaluated with
+    the same seeds start from the same noise), decode it with `codec` and score it per sample with
+    `ardm_trl.rewards.score_speech`; the rows' `prompt_audio` are the speaker-similarity references. With
+    `compute_kl`, also `kl` to `reference` (`ardm_kl` with shared draws, at the sampling guidance weight;
+    `reference=None` is the policy with its LoRA adapters disabled), averaged over all samples.
+
+    `generation_kwargs` go to `generate` (`value_model=` and `value_guidance_scale=` give value-guided sampling);
+    unset sampling settings are the model's own ([`~ardm_trl.models.ardm.sampling_settings`])."""
+    from .models.ardm import sampling_settings
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    rows = list(rows)
+    prompt_ids, sample_seeds, audio, texts, references, kls = [], [], [], [], [], []
+    generation_seconds = 0.0
+    guidance = sampling_settings(base, lm_guidance_scale=generation_kwargs.get("lm_guidance_scale"))
+    for seed in seeds:
+        generator = torch.Generator(device=base.device).manual_seed(seed)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            batch = prepare_prompt_batch([{k: v for k, v in r.items() if k != "prompt_audio"} for r in chunk], 1,
+                                         None, base.config.text_pad_token_id, base.config.patch_size)  # fmt: skip
+            start_time = time.perf_counter()
+            rollouts = generate_rollouts(base, batch.to(base.device), generator=generator, **generation_kwargs)
+            generation_seconds += time.perf_counter() - start_time
+            audio.extend(codec.decode_list([c.cpu() for c in rollouts.completions()]))
+            texts.extend(rollouts.prompts)
+            references.extend(row.get("prompt_audio") for row in chunk)
+            prompt_ids.extend(range(start, start + len(chunk)))
+            sample_seeds.extend([seed] * len(chunk))
+            if compute_kl:
+                inputs = dict(rollouts.model_inputs(), latents=rollouts.latents, latents_mask=rollouts.latents_mask)
+                kls.append(estimate_kl(model, reference, inputs, kl_draws, guidance["lm_guidance_scale"],
+                                       seed=seed * 100_003 + start) * len(chunk))  # fmt: skip
+    scores = score_audio_per_sample(audio, codec.sampling_rate, texts, references, metrics)
+    return SampleScores(prompt_ids=prompt_ids, seeds=sample_seeds, scores=scores,
+                        kl=sum(kls) / len(prompt_ids) if kls else None, generation_seconds=generation_seconds,
+                        audio=audio if keep_audio else [])  # fmt: skip
+
+
 def evaluate_ardm(
     model,
     rows: Sequence[dict[str, Any]],
@@ -67,33 +157,15 @@ def evaluate_ardm(
     kl_draws: int = 4,
     **generation_kwargs: Any,
 ) -> ARDMEvaluation:
-    """Sample one utterance per row (seeded), decode it with `codec` and score it with
-    `ardm_trl.rewards.evaluate_speech`; with `compute_kl`, also `kl` to `reference` (`ardm_kl` with shared draws, at
-    the sampling guidance weight; `reference=None` is the policy with its LoRA adapters disabled). `prompt_audio`
-    columns are the speaker-similarity references. `generation_seconds` of the output is the sampling time alone."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    generator = torch.Generator(device=base.device).manual_seed(seed)
-    audio, texts, kls, all_rollouts = [], [], [], []
-    generation_seconds = 0.0
-    for start in range(0, len(rows), batch_size):
-        chunk = list(rows[start : start + batch_size])
-        batch = prepare_prompt_batch(chunk, 1, None, base.config.text_pad_token_id, base.config.patch_size)
-        start_time = time.perf_counter()
-        rollouts = generate_rollouts(base, batch.to(base.device), generator=generator, **generation_kwargs)
-        generation_seconds += time.perf_counter() - start_time
-        all_rollouts.append(rollouts)
-        audio.extend(codec.decode_list([c.cpu() for c in rollouts.completions()]))
-        texts.extend(rollouts.prompts)
-        if compute_kl:
-            inputs = dict(rollouts.model_inputs(), latents=rollouts.latents, latents_mask=rollouts.latents_mask)
-            guidance = generation_kwargs.get("lm_guidance_scale", base.config.lm_guidance_scale)
-            kls.append(estimate_kl(model, reference, inputs, kl_draws, guidance, seed=seed + start))
-    results = score_audio(audio, codec.sampling_rate, texts, [row.get("prompt_audio") for row in rows], metrics)
-    if kls:
-        results["kl"] = float(np.mean(kls))
-    return ARDMEvaluation(
-        metrics=results, audio=audio, texts=texts, rollouts=all_rollouts, generation_seconds=generation_seconds
-    )
+    """[`score_samples`] with one sampling `seed`, reduced to means: the metrics (and `kl` with `compute_kl`), the
+    decoded audio and texts, and the sampling time."""
+    scores = score_samples(model, rows, codec, (seed,), metrics, reference, compute_kl, batch_size, kl_draws,
+                           keep_audio=True, **generation_kwargs)  # fmt: skip
+    results = scores.means()
+    if scores.kl is not None:
+        results["kl"] = scores.kl
+    return ARDMEvaluation(metrics=results, audio=scores.audio, texts=[row.get("prompt", row.get("text")) for row in rows],
+                          generation_seconds=scores.generation_seconds)  # fmt: skip
 
 
 def _teacher_forced_inputs(model, batch: dict[str, torch.Tensor]) -> tuple[Any, list]:
@@ -237,6 +309,6 @@ def codec_lm_text_gap(model, rows: Sequence[dict[str, Any]], batch_size: int = 1
 
 
 __all__ = [
-    "ARDMEvaluation", "codec_lm_text_gap", "evaluate_ardm", "mean_and_sem", "score_audio", "teacher_forced_latents",
-    "text_conditioning_gain",
+    "ARDMEvaluation", "SampleScores", "codec_lm_text_gap", "evaluate_ardm", "mean_and_sem", "score_audio",
+    "score_audio_per_sample", "score_samples", "teacher_forced_latents", "text_conditioning_gain",
 ]
