@@ -12,7 +12,9 @@ Usage:
     python examples/build_value_data.py ... --num_shards 2 --shard 1
 
 Each chunk of `--chunk_prompts` prompts is saved as `chunk-XXXXX.pt` (a list of rows: `text_input_ids`, `latents`,
-`prompt_latents`, `reward`, `group_id`, `prompt`, the corpus labels); a killed run resumes at the first missing chunk.
+`prompt_latents`, `reward`, `token_rewards` (the reward spread over the sample's patches), `group_id`, `prompt`, the
+corpus labels); a killed run resumes at the first missing chunk. `--rescore` adds `token_rewards` to chunks saved
+without them.
 
 """
 
@@ -37,6 +39,25 @@ from ardm_trl.trainer import build_value_dataset
 logger = logging.getLogger("build_value_data")
 
 
+def add_token_rewards(path: Path, reward, codec, patch_size: int) -> None:
+    """Give the rows of a chunk saved without per-patch rewards their `token_rewards` (rows whose reward has no
+    decomposition are dropped); the chunk is rewritten under a temporary name and renamed."""
+    records = torch.load(path, weights_only=False)
+    if all("token_rewards" in r for r in records):
+        return
+    start = time.perf_counter()
+    audio = codec.decode_list([r["latents"] for r in records])
+    num_tokens = [-(-r["latents"].shape[0] // patch_size) for r in records]
+    tokens = reward.token_rewards(prompts=[r["prompt"] for r in records], audio=audio,
+                                  sampling_rate=codec.sampling_rate, token_seconds=patch_size / codec.frame_rate,
+                                  num_tokens=num_tokens)  # fmt: skip
+    kept = [dict(r, token_rewards=t.tolist(), reward=float(t.sum())) for r, t in zip(records, tokens) if t is not None]
+    partial = path.with_suffix(".partial")
+    torch.save(kept, partial)
+    partial.replace(path)
+    logger.info("%s: per-patch rewards for %d rows, %.0f s", path.name, len(kept), time.perf_counter() - start)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pretrained/ardm", help="The ARDM that samples (with text_vocab.json).")
@@ -53,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_patches", type=int, default=64)
     parser.add_argument("--num_shards", type=int, default=1)
     parser.add_argument("--shard", type=int, default=0)
+    parser.add_argument("--token_rewards", type=int, default=1, help="1: also store per-patch rewards.")
+    parser.add_argument("--rescore", action="store_true", help="Add per-patch rewards to existing chunks only.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -75,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     num_chunks = (len(rows) + args.chunk_prompts - 1) // args.chunk_prompts
     for chunk in range(args.shard, num_chunks, args.num_shards):
         path = out / f"chunk-{chunk:05d}.pt"
+        if args.rescore:
+            if path.exists():
+                add_token_rewards(path, reward, codec, policy.config.patch_size)
+            continue
         if path.exists():
             continue
         start = time.perf_counter()
@@ -82,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         prompts = rows[first : first + args.chunk_prompts]
         generator = torch.Generator().manual_seed(args.seed * 100003 + chunk)
         data = build_value_dataset(policy, prompts, reward, num_generations=args.num_generations,
-                                   batch_size=len(prompts), audio_decoder=codec, generator=generator, **generation)
+                                   batch_size=len(prompts), audio_decoder=codec, generator=generator,
+                                   token_rewards=bool(args.token_rewards), **generation)
         records = [dict(record, group_id=first + record["group_id"], latents=torch.tensor(record["latents"]),
                         prompt_latents=torch.tensor(record["prompt_latents"])) for record in data]
         partial = path.with_suffix(".partial")

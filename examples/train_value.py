@@ -5,7 +5,7 @@ rewards) and whether its gradient guides (the reward gain of value-guided sampli
 Usage:
 
     OMP_NUM_THREADS=1 python examples/train_value.py --data_dir outputs/value_data/ctc_t025 \
-        --output_dir outputs/value_ctc --max_steps 4000 --group_normalize true --freeze_lm true \
+        --output_dir outputs/value_ctc --max_steps 4000 --group_normalize true --value_target reward_to_go \
         --eval_strategy steps --eval_steps 1000 --guidance_scales 8 32 --save_steps 1000
 
     # resume after a kill
@@ -109,7 +109,8 @@ def main() -> None:
     out = Path(args.output_dir) / "model"
     trainer.save_model(str(out))
     value_model.eval()
-    normalized_eval = prepare_value_rewards(eval_rows, args.reward_column, args.group_column, args.group_normalize)
+    normalized_eval = prepare_value_rewards(eval_rows, args.reward_column, args.group_column, args.group_normalize,
+                                            args.value_target)
     report = {
         "command": "python examples/train_value.py " + " ".join(sys.argv[1:]),
         "sampling": sampling,
@@ -117,7 +118,8 @@ def main() -> None:
         "eval_rows": len(eval_rows),
         "eval_correlation": value_reward_correlation(value_model, normalized_eval, args.reward_column),
         "train_correlation": value_reward_correlation(value_model, prepare_value_rewards(
-            train_rows[: len(eval_rows)], args.reward_column, args.group_column, args.group_normalize)),
+            train_rows[: len(eval_rows)], args.reward_column, args.group_column, args.group_normalize,
+            args.value_target)),
     }
     gain = measure_guidance_gain(policy, value_model, prompts, reward, script_args.guidance_scales,
                                  script_args.final_guidance_seeds, audio_decoder=codec, **sampling)

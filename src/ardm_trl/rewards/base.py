@@ -160,3 +160,41 @@ class SpeechReward:
     ) -> list[float | None]:
         """Score decoded waveforms (float32 mono at `sampling_rate`); `kwargs` are the extra dataset columns."""
         raise NotImplementedError
+
+    def token_rewards(
+        self,
+        prompts: list[str] | None = None,
+        completions: list[torch.Tensor] | None = None,
+        audio: list[np.ndarray] | None = None,
+        sampling_rate: int | None = None,
+        token_seconds: float | None = None,
+        num_tokens: list[int] | None = None,
+        **kwargs: Any,
+    ) -> list[np.ndarray | None]:
+        """The reward of each sample spread over its tokens (the ARDM's patches, `token_seconds` long each), for
+        value models trained on rewards-to-go (`ValueConfig.value_target="reward_to_go"`): one array of
+        `num_tokens[i]` values per sample whose sum is the sample's reward, or `None` where the reward is `None`.
+        Rewards without a per-token decomposition raise `NotImplementedError`."""
+        if token_seconds is None or token_seconds <= 0:
+            raise ValueError(f"`token_seconds` must be > 0, got {token_seconds}.")
+        waveforms, sampling_rate = self.resolve_audio(prompts, completions, audio, sampling_rate)
+        if num_tokens is None or len(num_tokens) != len(waveforms):
+            raise ValueError("`num_tokens` must give the number of tokens of every sample.")
+        if self.requires_text:
+            prompts = per_sample_column(prompts, len(waveforms), "prompts")
+        return self.score_tokens(waveforms, sampling_rate, prompts, token_seconds, list(num_tokens), **kwargs)
+
+    def score_tokens(
+        self,
+        waveforms: list[np.ndarray],
+        sampling_rate: int,
+        texts: list[str] | None,
+        token_seconds: float,
+        num_tokens: list[int],
+        **kwargs: Any,
+    ) -> list[np.ndarray | None]:
+        """Per-token rewards of decoded waveforms (see [`token_rewards`])."""
+        raise NotImplementedError(
+            f"{self.__name__} has no per-token decomposition: train the value model on the whole reward "
+            "(`value_target='reward'`)."
+        )

@@ -28,6 +28,7 @@ from .base import SpeechCodec, SpeechReward, resample
 __all__ = ["CTCLogLikelihoodReward", "PhonemeCTC", "ctc_log_likelihood", "text_to_phonemes"]
 
 CTC_SAMPLING_RATE = 16000
+CTC_FRAME_SECONDS = 0.02
 
 
 class PhonemeCTC:
@@ -92,6 +93,35 @@ class PhonemeCTC:
         return -float(loss), len(target)
 
 
+    def frame_log_likelihoods(self, waveform: np.ndarray, sampling_rate: int, text: str) -> tuple[np.ndarray, int]:
+        """`log P(text | audio)` spread over the recogniser's 20 ms frames, and the number of target tokens.
+
+        Frame `t` gets `sum_k gamma_t(k) log p_t(k)`, its expected log-probability under the posterior over CTC
+        alignments (`gamma`, from the CTC loss's gradient), and the frames are rescaled to sum to `log P` exactly (the
+        alignment posterior's entropy is spread in proportion). Returns an empty array when no alignment exists.
+        """
+        target = [self.token_to_id[p] for p in self.phonemes(text)]
+        if not target:
+            return np.zeros(0, dtype=np.float64), 0
+        log_probs = self.log_probs(waveform, sampling_rate).to(torch.float32).requires_grad_(True)  # (T, V)
+        if log_probs.shape[0] == 0:
+            return np.zeros(0, dtype=np.float64), len(target)
+        with torch.enable_grad():  # callers often sample under no_grad
+            loss = torch.nn.functional.ctc_loss(log_probs[:, None], torch.tensor([target]),
+                                                torch.tensor([log_probs.shape[0]]), torch.tensor([len(target)]),
+                                                blank=self.blank_id, reduction="sum")  # fmt: skip
+            if not torch.isfinite(loss):
+                return np.zeros(0, dtype=np.float64), len(target)
+            loss.backward()
+        # torch's CTC gradient w.r.t. log-probabilities is `p - gamma` (it assumes a log-softmax input)
+        gamma = log_probs.detach().exp() - log_probs.grad  # (T, V) alignment posterior occupancies
+        frames = (gamma * log_probs.detach()).sum(-1).double()  # (T,)
+        total = frames.sum()
+        if total != 0:
+            frames = frames * (-float(loss) / float(total))
+        return frames.numpy(), len(target)
+
+
 def text_to_phonemes(text: str) -> list[str]:
     """The CTC target of `text`: hama G2P phonemes, word by word, joined by `<wb>`."""
     return PhonemeCTC.get().phonemes(text)
@@ -140,11 +170,42 @@ class CTCLogLikelihoodReward(SpeechReward):
         self.text_column = text_column
         self.requires_text = text_column is None
 
+    def _texts(self, texts: list[str] | None, num: int, kwargs: dict[str, Any]) -> list[str]:
+        if self.text_column is None:
+            return texts
+        from .base import per_sample_column
+
+        return per_sample_column(kwargs.get(self.text_column), num, self.text_column)
+
     def score(
         self, waveforms: list[np.ndarray], sampling_rate: int, texts: list[str] | None, **kwargs: Any
     ) -> list[float | None]:
-        if self.text_column is not None:
-            from .base import per_sample_column
-
-            texts = per_sample_column(kwargs.get(self.text_column), len(waveforms), self.text_column)
+        texts = self._texts(texts, len(waveforms), kwargs)
         return [ctc_log_likelihood(wav, sampling_rate, text, self.normalize) for wav, text in zip(waveforms, texts)]
+
+    def score_tokens(
+        self,
+        waveforms: list[np.ndarray],
+        sampling_rate: int,
+        texts: list[str] | None,
+        token_seconds: float,
+        num_tokens: list[int],
+        **kwargs: Any,
+    ) -> list[np.ndarray | None]:
+        """The reward of each sample spread over its tokens: each 20 ms frame's share of `log P(text | audio)`
+        ([`PhonemeCTC.frame_log_likelihoods`]) added to the token whose time span holds the frame's centre (frames
+        past the last token go to it), divided by the number of target phonemes with `normalize="token"`; the
+        tokens sum to the sample's reward. `None` where the reward is `None`."""
+        texts = self._texts(texts, len(waveforms), kwargs)
+        model = PhonemeCTC.get()
+        out: list[np.ndarray | None] = []
+        for wav, text, count in zip(waveforms, texts, num_tokens):
+            frames, num_targets = model.frame_log_likelihoods(wav, sampling_rate, text)
+            if num_targets == 0 or frames.size == 0 or count == 0:
+                out.append(None)
+                continue
+            centres = (np.arange(frames.size) + 0.5) * CTC_FRAME_SECONDS
+            index = np.minimum((centres / token_seconds).astype(np.int64), count - 1)
+            tokens = np.bincount(index, weights=frames, minlength=count)
+            out.append(tokens / num_targets if self.normalize == "token" else tokens)
+        return out

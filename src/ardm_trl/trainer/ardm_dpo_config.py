@@ -29,9 +29,10 @@ class ARDMDPOConfig(TrainingArguments):
         num_draws (`int`, *optional*, defaults to `4`):
             Random `(t, eps)` per token per step; the errors are averaged over draws. Policy and reference use the same
             draws; chosen and rejected tokens at the same position `n` share their draws.
-        lm_guidance_scale (`float`, *optional*, defaults to `2.0`):
+        lm_guidance_scale (`float`, *optional*):
             LM guidance weight `w` of the predictions in the loss (`pred_u + w (pred_c - pred_u)`), as in VGPO; `1` is
-            the conditional model.
+            the conditional model. `None` takes the policy's sampling setting
+            ([`~ardm_trl.models.ardm.sampling_settings`]), the weight its preference pairs were sampled with.
 
         > Reference
 
@@ -46,7 +47,7 @@ class ARDMDPOConfig(TrainingArguments):
     beta: float = field(default=200.0, metadata={"help": "Inverse temperature of the DPO loss (on summed errors)."})
     loss_type: str = field(default="sigmoid", metadata={"help": "'sigmoid' (DPO) or 'ipo'."})
     num_draws: int = field(default=4, metadata={"help": "Random (t, eps) per token per step."})
-    lm_guidance_scale: float = field(default=2.0, metadata={"help": "LM guidance weight w in the loss."})
+    lm_guidance_scale: float | None = field(default=None, metadata={"help": "LM guidance w (None: the policy's)."})
     precompute_ref_log_probs: bool = field(
         default=False, metadata={"help": "Reference errors precomputed once at draws fixed per example."}
     )
@@ -65,7 +66,7 @@ class ARDMDPOConfig(TrainingArguments):
             raise ValueError(f"`beta` must be > 0, got {self.beta}.")
         if self.num_draws < 1:
             raise ValueError(f"`num_draws` must be >= 1, got {self.num_draws}.")
-        if self.lm_guidance_scale < 0:
+        if self.lm_guidance_scale is not None and self.lm_guidance_scale < 0:
             raise ValueError(f"`lm_guidance_scale` must be >= 0, got {self.lm_guidance_scale}.")
 
 

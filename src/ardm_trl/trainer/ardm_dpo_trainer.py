@@ -12,7 +12,7 @@ from datasets import Dataset
 from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
-from ..models.ardm import ARDMForSpeechSynthesis, NoiseSchedule
+from ..models.ardm import ARDMForSpeechSynthesis, NoiseSchedule, sampling_settings
 from .ardm_dpo_config import ARDMDPOConfig
 from .ardm_utils import NoiseDraws, ardm_kl
 from .base import (
@@ -229,7 +229,8 @@ class ARDMDPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
     def _errors(self, model, inputs: dict[str, Any], draws: NoiseDraws) -> tuple[torch.Tensor, torch.Tensor]:
         """`(per-sequence errors (2B,), eps_hat (M, K, PD))` of `model` at `draws` (one LM pass, LM guidance)."""
         schedule = self._policy.noise_schedule
-        prediction = model(**inputs, draws=draws, lm_guidance_scale=self.args.lm_guidance_scale).head_prediction
+        guidance = sampling_settings(self._policy, lm_guidance_scale=self.args.lm_guidance_scale)["lm_guidance_scale"]
+        prediction = model(**inputs, draws=draws, lm_guidance_scale=guidance).head_prediction
         epsilon = schedule.to_epsilon(prediction, draws.noisy, draws.timesteps)
         return sequence_errors(epsilon, draws, inputs["latents"].shape[0]), epsilon
 

@@ -53,6 +53,7 @@ class Rollouts(PromptBatch):
     latents_mask: torch.Tensor | None = None
     rewards: torch.Tensor | None = None
     rewards_per_func: torch.Tensor | None = None
+    token_rewards: list[torch.Tensor] | None = None
 
     def completions(self) -> list[torch.Tensor]:
         """One `(F_i, D)` latent tensor per sample, trimmed to its length."""
@@ -127,4 +128,50 @@ def score_rollouts(
     return rollouts
 
 
-__all__ = ["AudioDecoder", "PromptBatch", "Rollouts", "generate_rollouts", "prepare_prompt_batch", "score_rollouts"]
+def score_rollout_tokens(
+    rollouts: Rollouts,
+    reward_funcs: Sequence[RewardFunc],
+    reward_weights: torch.Tensor | None,
+    audio_decoder: AudioDecoder,
+    patch_size: int,
+) -> Rollouts:
+    """Fill `rollouts.token_rewards` (one `(N_i,)` tensor per sample: its weighted reward spread over its `N_i`
+    patches, by each function's `token_rewards`, see [`~ardm_trl.rewards.SpeechReward.token_rewards`]) and set
+    `rewards` / `rewards_per_func` to their sums. For value models trained on rewards-to-go.
+
+    Raises:
+        ValueError: a reward function has no per-token decomposition, or gives no reward for a sample.
+    """
+    if reward_weights is None:
+        reward_weights = torch.ones(len(reward_funcs))
+    frame_rate = getattr(audio_decoder, "frame_rate", None)
+    if frame_rate is None:
+        raise ValueError("Per-token rewards need an `audio_decoder` with a `frame_rate` (latent frames per second).")
+    completions = [c.detach().cpu() for c in rollouts.completions()]
+    audio = audio_decoder.decode_list(completions)
+    num_tokens = [-(-c.shape[0] // patch_size) for c in completions]
+    totals = [torch.zeros(n, dtype=torch.float64) for n in num_tokens]
+    per_func = torch.zeros(len(completions), len(reward_funcs))
+    for k, func in enumerate(reward_funcs):
+        if not hasattr(func, "token_rewards"):
+            raise ValueError(f"Reward function {func!r} has no `token_rewards`: it cannot give rewards-to-go.")
+        values = func.token_rewards(prompts=rollouts.prompts, audio=audio, sampling_rate=audio_decoder.sampling_rate,
+                                    token_seconds=patch_size / frame_rate, num_tokens=num_tokens,
+                                    **rollouts.columns)  # fmt: skip
+        for i, tokens in enumerate(values):
+            if tokens is None:
+                raise ValueError(f"{func!r} gave no reward for sample {i} (prompt {rollouts.prompts[i]!r}).")
+            tokens = torch.as_tensor(tokens, dtype=torch.float64)
+            totals[i] += float(reward_weights[k]) * tokens
+            per_func[i, k] = float(tokens.sum())
+    device = rollouts.latents.device
+    rollouts.token_rewards = [t.float() for t in totals]
+    rollouts.rewards = torch.stack([t.sum() for t in totals]).float().to(device)
+    rollouts.rewards_per_func = per_func.to(device)
+    return rollouts
+
+
+__all__ = [
+    "AudioDecoder", "PromptBatch", "Rollouts", "generate_rollouts", "prepare_prompt_batch", "score_rollout_tokens",
+    "score_rollouts",
+]

@@ -27,6 +27,11 @@ class ValueConfig(TrainingArguments):
             Dataset column holding each trajectory's reward.
         group_column (`str`, *optional*, defaults to `"group_id"`):
             Dataset column identifying samples of the same prompt (for `group_normalize`).
+        value_target (`str`, *optional*, defaults to `"reward"`):
+            What `V(x_<n, x_n^t)` regresses on: `"reward"`, the trajectory's reward (Eq. 13, as in the paper), or
+            `"reward_to_go"`, the rewards of tokens `n` onwards (rows need per-patch `token_rewards`); both have the
+            same gradient w.r.t. `x_n^t` when the reward is a sum over tokens, and the reward-to-go leaves out the
+            noise of the tokens already generated (see `docs/vgpo_trainer.md`).
     """
 
     loss_type: str = field(default="mse", metadata={"help": "'mse' (Eq. 13) or 'exp_mse' (Eq. 32, soft value)."})
@@ -35,6 +40,7 @@ class ValueConfig(TrainingArguments):
     group_normalize: bool = field(default=False, metadata={"help": "Per-prompt reward normalisation (Sec. 4.3)."})
     reward_column: str = field(default="reward", metadata={"help": "Dataset column with the trajectory reward."})
     group_column: str = field(default="group_id", metadata={"help": "Dataset column with the prompt/group id."})
+    value_target: str = field(default="reward", metadata={"help": "'reward' (Eq. 13) or 'reward_to_go'."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the trainer reads raw rows."})
 
@@ -42,6 +48,8 @@ class ValueConfig(TrainingArguments):
         super().__post_init__()
         if self.loss_type not in ("mse", "exp_mse"):
             raise ValueError(f"`loss_type` must be 'mse' or 'exp_mse', got {self.loss_type!r}.")
+        if self.value_target not in ("reward", "reward_to_go"):
+            raise ValueError(f"`value_target` must be 'reward' or 'reward_to_go', got {self.value_target!r}.")
         if self.num_draws < 1:
             raise ValueError(f"`num_draws` must be >= 1, got {self.num_draws}.")
 

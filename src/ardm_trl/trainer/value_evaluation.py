@@ -31,7 +31,9 @@ def value_reward_correlation(
     seed: int = 0,
 ) -> dict[str, float]:
     """Pearson and Spearman correlation between a value model's mean prediction over each trajectory (all its tokens,
-    `num_draws` random diffusion times each, seeded) and the trajectory's reward.
+    `num_draws` random diffusion times each, seeded) and the trajectory's reward; for rows with per-token
+    `value_targets` (rewards-to-go, [`~ardm_trl.trainer.prepare_value_rewards`]), between each token's mean prediction
+    and its target.
 
     Args:
         value_model ([`ARDMValueModel`]): the value model.
@@ -57,9 +59,14 @@ def value_reward_correlation(
         batch = {k: v.to(value_model.device) for k, v in batch.items()}
         patches, patch_mask = value_model.patchify(batch["latents"], batch["latents_mask"])
         draws = draw_noisy_tokens(value_model.noise_schedule, patches, patch_mask, num_draws, generator=generator)
-        values = value_model(**batch, draws=draws).values.float().mean(-1)  # (M,)
-        per_sample = torch.zeros(len(chunk)).index_add_(0, draws.sample_index.cpu(), values.cpu())
-        counts = torch.zeros(len(chunk)).index_add_(0, draws.sample_index.cpu(), torch.ones_like(values.cpu()))
+        values = value_model(**batch, draws=draws).values.float().mean(-1).cpu()  # (M,)
+        if "value_targets" in chunk[0]:
+            predictions.extend(values.tolist())
+            rewards.extend(float(chunk[i]["value_targets"][n])
+                           for i, n in zip(draws.sample_index.tolist(), draws.token_index.tolist()))  # fmt: skip
+            continue
+        per_sample = torch.zeros(len(chunk)).index_add_(0, draws.sample_index.cpu(), values)
+        counts = torch.zeros(len(chunk)).index_add_(0, draws.sample_index.cpu(), torch.ones_like(values))
         predictions.extend((per_sample / counts.clamp_min(1)).tolist())
         rewards.extend(float(row[reward_column]) for row in chunk)
     value_model.train(was_training)

@@ -10,18 +10,18 @@ import torch
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback
 
-from ..data.collators import ARDMDataCollator
+from ..data.collators import ARDMDataCollator, pad_sequences
 from ..models.ardm import ARDMValueModel
 from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, value_loss
 from .base import MetricsMixin, ModelCardMixin
-from .rollout import AudioDecoder, generate_rollouts, prepare_prompt_batch, score_rollouts
+from .rollout import AudioDecoder, generate_rollouts, prepare_prompt_batch, score_rollout_tokens, score_rollouts
 from .value_config import ValueConfig
 from .value_evaluation import GuidanceEvaluation, value_reward_correlation
 
 
 @dataclass
 class ValueDataCollator:
-    """Batches rows with `text_input_ids`, `latents`, a reward column and an optional group column."""
+    """Batches rows with `text_input_ids`, `latents`, a reward column and optional per-patch `value_targets`."""
 
     patch_size: int
     reward_column: str = "reward"
@@ -34,8 +34,9 @@ class ValueDataCollator:
         if self.reward_column not in features[0]:
             raise ValueError(f"Value training rows need a `{self.reward_column}` column with the trajectory reward.")
         batch["rewards"] = torch.tensor([float(f[self.reward_column]) for f in features])
-        if self.group_column in features[0]:
-            batch["group_ids"] = torch.tensor([hash(f[self.group_column]) for f in features])
+        if "value_targets" in features[0]:
+            targets = [torch.as_tensor(f["value_targets"], dtype=torch.float32) for f in features]
+            batch["token_targets"], _ = pad_sequences(targets)  # (B, N) one target per patch
         return batch
 
 
@@ -47,15 +48,21 @@ def value_training_loss(
     loss_type: str,
     num_draws: int,
     max_tokens: int | None = None,
+    token_targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Alg. 1, one step's loss: one LM pass of `model` (the possibly wrapped `value_model`) over the trajectories,
-    values at `num_draws` random `t` for each (or `max_tokens` random) token, regression to the rewards.
+    values at `num_draws` random `t` for each (or `max_tokens` random) token, regression to the rewards (or, given
+    `token_targets` `(B, N)`, to each token's own target, e.g. its reward-to-go).
 
     Returns `(loss, values)`."""
     patches, patch_mask = value_model.patchify(inputs["latents"], inputs.get("latents_mask"))
     draws = draw_noisy_tokens(value_model.noise_schedule, patches, patch_mask, num_draws, max_tokens)
     out = model(**inputs, draws=draws)
-    return value_loss(out.values, rewards[draws.sample_index], loss_type), out.values
+    if token_targets is not None:
+        targets = token_targets.to(out.values.device)[draws.sample_index, draws.token_index]
+    else:
+        targets = rewards[draws.sample_index]
+    return value_loss(out.values, targets, loss_type), out.values
 
 
 class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
@@ -94,10 +101,10 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
         self.guidance_evaluation = guidance_evaluation
         if train_dataset is not None:
             train_dataset = prepare_value_rewards(train_dataset, args.reward_column, args.group_column,
-                                                  args.group_normalize)  # fmt: skip
+                                                  args.group_normalize, args.value_target)  # fmt: skip
         if eval_dataset is not None:
             eval_dataset = prepare_value_rewards(eval_dataset, args.reward_column, args.group_column,
-                                                 args.group_normalize)  # fmt: skip
+                                                 args.group_normalize, args.value_target)  # fmt: skip
         collator = ValueDataCollator(model.config.patch_size, args.reward_column, args.group_column,
                                      model.config.text_pad_token_id)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -125,17 +132,55 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         rewards = inputs.pop("rewards")  # already normalised per group over the whole dataset (prepare_value_rewards)
-        inputs.pop("group_ids", None)
+        token_targets = inputs.pop("token_targets", None)
+        if self.args.value_target == "reward":
+            token_targets = None
         loss, values = value_training_loss(
             model, self.accelerator.unwrap_model(model), inputs, rewards, self.args.loss_type, self.args.num_draws,
             self.args.max_tokens_per_sample * rewards.shape[0] if self.args.max_tokens_per_sample else None,
+            token_targets,
         )
         self._record_metric("value/mean", values)
         self._record_metric("value/reward_mean", rewards)
         return (loss, {"values": values}) if return_outputs else loss
 
 
-def prepare_value_rewards(dataset: Any, reward_column: str, group_column: str, normalize: bool) -> Any:
+def rewards_to_go(
+    token_rewards: Sequence[Sequence[float]], group_ids: Sequence[Any], normalize: bool
+) -> list[list[float]]:
+    """Per-token value targets from per-token rewards: the reward-to-go `G_n = sum_{m >= n} r_m` of every token.
+
+    The value of a prefix differs from the value of its reward-to-go by the rewards already collected, which do not
+    depend on the current token: both have the same gradient w.r.t. `x_n^t`, the quantity guidance and VGPO use, but
+    the reward-to-go leaves out the past tokens' noise. With `normalize` (VGPO Sec. 4.3), each group's targets are
+    centred per position (minus the group's mean `G_n` over the samples that have token `n`) and divided by the
+    standard deviation of the group's total rewards `G_0`; at `n = 0` this is the usual group normalisation.
+    """
+    totals = [torch.as_tensor(list(r), dtype=torch.float64).flip(0).cumsum(0).flip(0) for r in token_rewards]
+    if not normalize:
+        return [t.tolist() for t in totals]
+    by_group: dict[Any, list[int]] = {}
+    for i, group in enumerate(group_ids):
+        by_group.setdefault(group, []).append(i)
+    out: list[list[float]] = [[] for _ in totals]
+    for members in by_group.values():
+        longest = max(totals[i].numel() for i in members)
+        padded = torch.zeros(len(members), longest, dtype=torch.float64)
+        present = torch.zeros(len(members), longest, dtype=torch.bool)
+        for row, i in enumerate(members):
+            padded[row, : totals[i].numel()] = totals[i]
+            present[row, : totals[i].numel()] = True
+        baseline = (padded * present).sum(0) / present.sum(0).clamp_min(1)  # (N,) mean G_n per position
+        scale = padded[:, 0].std(unbiased=False) if len(members) > 1 else torch.tensor(0.0, dtype=torch.float64)
+        for row, i in enumerate(members):
+            centred = padded[row, : totals[i].numel()] - baseline[: totals[i].numel()]
+            out[i] = (centred / (scale + 1e-6) if scale > 0 else torch.zeros_like(centred)).tolist()
+    return out
+
+
+def prepare_value_rewards(
+    dataset: Any, reward_column: str, group_column: str, normalize: bool, value_target: str = "reward"
+) -> Any:
     """Check a value dataset's rewards and, with `normalize`, replace them by their per-group normalisation over *all*
     of each group's rows (VGPO Sec. 4.3: `(r - mean) / std` over the G samples of a prompt; a shuffled batch rarely
     holds a whole group, so normalising per batch would zero most targets).
@@ -144,6 +189,9 @@ def prepare_value_rewards(dataset: Any, reward_column: str, group_column: str, n
         dataset (`datasets.Dataset` or a sequence of dict rows): the value dataset.
         reward_column (`str`), group_column (`str`): its reward and group-id columns.
         normalize (`bool`): normalise per group.
+
+    With `value_target="reward_to_go"`, rows also need `token_rewards` (per patch, [`build_value_dataset`] with
+    `token_rewards=True`) and get `value_targets`, the per-token targets of [`rewards_to_go`].
 
     Returns:
         The same kind of dataset, rewards normalised if asked.
@@ -168,15 +216,29 @@ def prepare_value_rewards(dataset: Any, reward_column: str, group_column: str, n
             f"{int(bad[0])}): drop them (e.g. `dataset.filter(lambda row: row['{reward_column}'] is not None and "
             f"math.isfinite(row['{reward_column}']))`) or give them a reward."
         )
-    if not normalize:
-        return dataset
-    if group_column not in columns:
+    if value_target not in ("reward", "reward_to_go"):
+        raise ValueError(f"`value_target` must be 'reward' or 'reward_to_go', got {value_target!r}.")
+    if normalize and group_column not in columns:
         raise ValueError(f"`group_normalize=True` needs a `{group_column}` column (the prompt of each sample).")
-    groups = list(dataset[group_column]) if is_hf else [row[group_column] for row in dataset]
-    normalized = group_normalize(rewards, groups).tolist()
+    groups = (list(dataset[group_column]) if is_hf else [row[group_column] for row in dataset]) if normalize else None
+    new_columns: dict[str, list] = {}
+    if normalize:
+        new_columns[reward_column] = group_normalize(rewards, groups).tolist()
+    if value_target == "reward_to_go":
+        if "token_rewards" not in columns:
+            raise ValueError("`value_target='reward_to_go'` needs a `token_rewards` column (per-patch rewards: "
+                             "`build_value_dataset(..., token_rewards=True)`).")  # fmt: skip
+        tokens = dataset["token_rewards"] if is_hf else [row["token_rewards"] for row in dataset]
+        new_columns["value_targets"] = rewards_to_go(tokens, groups or list(range(len(rewards))), normalize)
+    if not new_columns:
+        return dataset
     if is_hf:
-        return dataset.remove_columns(reward_column).add_column(reward_column, normalized)
-    return [dict(row, **{reward_column: value}) for row, value in zip(dataset, normalized)]
+        for name, values in new_columns.items():
+            if name in dataset.column_names:
+                dataset = dataset.remove_columns(name)
+            dataset = dataset.add_column(name, values)
+        return dataset
+    return [dict(row, **{name: values[i] for name, values in new_columns.items()}) for i, row in enumerate(dataset)]
 
 
 @torch.no_grad()
@@ -189,13 +251,16 @@ def build_value_dataset(
     reward_weights: Sequence[float] | None = None,
     processing_class: Any = None,
     audio_decoder: AudioDecoder | None = None,
+    token_rewards: bool = False,
     **generation_kwargs: Any,
 ) -> Dataset:
     """Sample `num_generations` trajectories per prompt row from an ARDM, score them, and return a dataset for
     [`ValueTrainer`] (Task B style: the value model learns the rewards of the base model's own samples).
 
     Columns: `text_input_ids`, `latents`, `reward`, `group_id` (the prompt's index), `prompt`, `prompt_latents` (when
-    the prompts have voice prompts), and the prompt rows' other columns.
+    the prompts have voice prompts), the prompt rows' other columns and, with `token_rewards=True`, `token_rewards`
+    (the reward spread over the sample's patches, [`score_rollout_tokens`]; `reward` is then their sum), which
+    `ValueConfig(value_target="reward_to_go")` trains on.
     """
     funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
     weights = torch.tensor(reward_weights if reward_weights is not None else [1.0] * len(funcs))
@@ -205,7 +270,11 @@ def build_value_dataset(
         chunk = rows[start:start + batch_size]
         batch = prepare_prompt_batch(chunk, num_generations, processing_class, model.config.text_pad_token_id,
                                      model.config.patch_size).to(model.device)
-        rollouts = score_rollouts(generate_rollouts(model, batch, **generation_kwargs), funcs, weights, audio_decoder)
+        rollouts = generate_rollouts(model, batch, **generation_kwargs)
+        if token_rewards:
+            rollouts = score_rollout_tokens(rollouts, funcs, weights, audio_decoder, model.config.patch_size)
+        else:
+            rollouts = score_rollouts(rollouts, funcs, weights, audio_decoder)
         for i, completion in enumerate(rollouts.completions()):
             record = {key: values[i] for key, values in rollouts.columns.items()}
             record.update(
@@ -215,6 +284,8 @@ def build_value_dataset(
                 reward=float(rollouts.rewards[i]),
                 group_id=start + int(rollouts.group_ids[i]),
             )
+            if rollouts.token_rewards is not None:
+                record["token_rewards"] = rollouts.token_rewards[i].tolist()
             if rollouts.prompt_latents is not None:  # the voice prompt conditions the value model as it did the policy
                 record["prompt_latents"] = rollouts.prompt_latents[i][rollouts.prompt_latents_mask[i].bool()].cpu().tolist()
             records.append(record)
@@ -275,6 +346,7 @@ __all__ = [
     "build_corpus_value_dataset",
     "build_value_dataset",
     "prepare_value_rewards",
+    "rewards_to_go",
     "train_value_model",
     "value_training_loss",
 ]
