@@ -269,6 +269,33 @@ def test_ctc_target_ignores_punctuation_and_undefined_cases_give_none(speech):
     assert out[0] == pytest.approx(ctc_log_likelihood(waves["en-us", 0], sr, SENTENCES[0]))
 
 
+@pytest.mark.speech
+def test_ctc_token_rewards_sum_to_the_reward_and_find_the_damaged_part(speech):
+    waves, sr = speech
+    wav = waves["en-us", 0]
+    reward = CTCLogLikelihoodReward()
+    token_seconds = 0.1
+    count = int(np.ceil(len(wav) / sr / token_seconds))
+    (tokens,) = reward.token_rewards(prompts=[SENTENCES[0]], audio=[wav], sampling_rate=sr,
+                                     token_seconds=token_seconds, num_tokens=[count])
+    assert tokens.shape == (count,)
+    assert tokens.sum() == pytest.approx(reward(prompts=[SENTENCES[0]], audio=[wav], sampling_rate=sr)[0], rel=1e-4)
+    # silence over the middle third: the tokens there lose most, the first tokens are untouched
+    damaged = wav.copy()
+    third = len(wav) // 3
+    damaged[third : 2 * third] = 0.0
+    (worse,) = reward.token_rewards(prompts=[SENTENCES[0]], audio=[damaged], sampling_rate=sr,
+                                    token_seconds=token_seconds, num_tokens=[count])
+    change = worse - tokens
+    middle = slice(count // 3, 2 * count // 3)
+    assert change.sum() < -1.0
+    assert change[middle].sum() < 0.5 * change.sum()  # most of the loss lies in the damaged span
+    with pytest.raises(ValueError, match="token_seconds"):
+        reward.token_rewards(prompts=[SENTENCES[0]], audio=[wav], sampling_rate=sr, token_seconds=0, num_tokens=[1])
+    with pytest.raises(NotImplementedError, match="per-token"):
+        F0VarianceReward().token_rewards(audio=[wav], sampling_rate=sr, token_seconds=0.1, num_tokens=[count])
+
+
 # --- WER / CER ------------------------------------------------------------------------------------------------
 
 

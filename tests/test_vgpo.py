@@ -289,3 +289,83 @@ def test_value_dataset_rows_keep_their_voice_prompt():
     data = build_value_dataset(policy, rows, mean_latent, num_generations=2, max_patches=2, num_inference_steps=2)
     assert len(data) == 2
     assert torch.allclose(torch.tensor(data[0]["prompt_latents"]), rows[0]["prompt_latents"])
+
+
+def test_rewards_to_go_are_centred_per_position_and_scaled_by_the_group():
+    from ardm_trl.trainer import rewards_to_go
+
+    tokens = [[1.0, 2.0, 3.0], [0.0, 1.0], [5.0]]
+    raw = rewards_to_go(tokens, [0, 0, 1], normalize=False)
+    assert raw == [[6.0, 5.0, 3.0], [1.0, 1.0], [5.0]]
+    normed = rewards_to_go(tokens, [0, 0, 1], normalize=True)
+    scale = 2.5  # population std of the group's totals (6, 1)
+    assert normed[0] == pytest.approx([2.5 / scale, 2.0 / scale, 0.0], rel=1e-5)
+    assert normed[1] == pytest.approx([-2.5 / scale, -2.0 / scale], rel=1e-5)
+    assert normed[2] == [0.0]  # a group of one carries no information
+
+
+def test_value_trainer_learns_rewards_to_go_and_vgpo_updates_online_with_them(tmp_path):
+    from ardm_trl.trainer import ValueConfig, ValueTrainer
+
+    policy, _ = make_models()
+    value_model = ARDMValueModel.from_ardm(policy)
+    rows = []
+    for i in range(16):
+        latents = torch.randn(6, 4)
+        tokens = latents.reshape(3, 8).mean(-1)  # per-patch reward: the patch's mean latent
+        rows.append({"text_input_ids": [1, 2], "latents": latents, "reward": float(tokens.sum()),
+                     "token_rewards": tokens.tolist(), "group_id": i // 4})
+    args = ValueConfig(output_dir=str(tmp_path), max_steps=30, per_device_train_batch_size=8, learning_rate=3e-3,
+                       value_target="reward_to_go", group_normalize=True, use_cpu=True, save_strategy="no",
+                       report_to="none", disable_tqdm=True, logging_steps=10)
+    trainer = ValueTrainer(value_model, args, train_dataset=rows)
+    batch = trainer.data_collator(trainer.train_dataset[:4])
+    assert batch["token_targets"].shape == (4, 3)
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="token_rewards"):
+        ValueTrainer(value_model, args, train_dataset=[{k: v for k, v in r.items() if k != "token_rewards"}
+                                                        for r in rows])
+
+
+class _IdentityDecoder:
+    """Decodes latents to themselves (a stand-in codec with one latent frame per second)."""
+
+    sampling_rate = 1
+    frame_rate = 1.0
+
+    def decode_list(self, latents):
+        return [x.numpy() for x in latents]
+
+
+class _PatchMeanReward:
+    """The mean latent of each sample, and its per-patch decomposition."""
+
+    __name__ = "patch_mean"
+
+    def __call__(self, prompts, completions, **kwargs):
+        return [float(c.mean()) for c in completions]
+
+    def token_rewards(self, prompts=None, audio=None, sampling_rate=None, token_seconds=None, num_tokens=None, **kw):
+        out = []
+        for wav, count in zip(audio, num_tokens):
+            x = torch.as_tensor(wav).flatten()
+            per_frame = x.reshape(-1, wav.shape[-1]).sum(-1) / x.numel()
+            patch = int(round(token_seconds))
+            out.append(torch.stack([per_frame[n * patch:(n + 1) * patch].sum() for n in range(count)]).numpy())
+        return out
+
+
+def test_vgpo_online_value_update_on_rewards_to_go(tmp_path):
+    policy, value_model = make_models()
+    value_before = {n: p.detach().clone() for n, p in value_model.named_parameters()}
+    args = vgpo_args(tmp_path, online_value_update=True, value_steps=2, value_target="reward_to_go",
+                     group_normalize=True)
+    trainer = VGPOTrainer(policy, value_model, _PatchMeanReward(), args, train_dataset=dataset(),
+                          audio_decoder=_IdentityDecoder())
+    rollouts = trainer._generate_and_score(list(dataset(2)))
+    assert [t.numel() for t in rollouts.token_rewards] == [3] * 4  # 3 patches per rollout
+    assert torch.allclose(torch.stack([t.sum() for t in rollouts.token_rewards]), rollouts.rewards, atol=1e-5)
+    trainer.train()
+    assert any(not torch.equal(p, value_before[n]) for n, p in value_model.named_parameters())

@@ -118,7 +118,7 @@ class PhonemeCTC:
         frames = (gamma * log_probs.detach()).sum(-1).double()  # (T,)
         total = frames.sum()
         if total != 0:
-            frames = frames * (-float(loss) / float(total))
+            frames = frames * (-float(loss.detach()) / float(total))
         return frames.numpy(), len(target)
 
 

@@ -17,7 +17,14 @@ from .callbacks import TimeLimitCallback
 from .diffro_config import DiffROConfig
 from .diffro_trainer import DiffROTrainer
 from .preference_data import PreferenceBatch, build_preference_dataset, collate_preference_pairs, select_pairs
-from .rollout import PromptBatch, Rollouts, generate_rollouts, prepare_prompt_batch, score_rollouts
+from .rollout import (
+    PromptBatch,
+    Rollouts,
+    generate_rollouts,
+    prepare_prompt_batch,
+    score_rollout_tokens,
+    score_rollouts,
+)
 from .token_reward_config import TokenRewardTrainingConfig
 from .token_reward_trainer import TokenRewardTrainer
 from .value_config import ValueConfig
@@ -27,6 +34,7 @@ from .value_trainer import (
     build_corpus_value_dataset,
     build_value_dataset,
     prepare_value_rewards,
+    rewards_to_go,
     train_value_model,
 )
 from .vgpo_config import VGPOConfig
@@ -69,7 +77,9 @@ __all__ = [
     "prepare_prompt_batch",
     "prepare_value_rewards",
     "reference_model_context",
+    "rewards_to_go",
     "render_model_card",
+    "score_rollout_tokens",
     "score_rollouts",
     "select_pairs",
     "train_value_model",

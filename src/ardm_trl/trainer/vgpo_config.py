@@ -63,6 +63,9 @@ class VGPOConfig(TrainingArguments):
             AdamW learning rate of the value model.
         value_loss_type (`str`, *optional*, defaults to `"mse"`):
             `"mse"` (Eq. 13) or `"exp_mse"` (Eq. 32).
+        value_target (`str`, *optional*, defaults to `"reward"`):
+            Targets of the online value update: `"reward"` or `"reward_to_go"` (per-token rewards from the reward
+            functions' `token_rewards`; see [`ValueConfig`]).
 
         > Adversarial distribution matching (Sec. 3.4)
 
@@ -99,6 +102,7 @@ class VGPOConfig(TrainingArguments):
     value_steps: int = field(default=10, metadata={"help": "Value steps per policy step."})
     value_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the value model."})
     value_loss_type: str = field(default="mse", metadata={"help": "'mse' (Eq. 13) or 'exp_mse' (Eq. 32)."})
+    value_target: str = field(default="reward", metadata={"help": "'reward' or 'reward_to_go' (online update)."})
     use_adm: bool = field(default=False, metadata={"help": "Adversarial distribution matching (Sec. 3.4)."})
     w_adm: float = field(default=0.125, metadata={"help": "Weight w_A of the adversarial term (Eq. 18)."})
     discriminator_steps: int = field(default=10, metadata={"help": "Discriminator steps per policy step."})
@@ -124,6 +128,8 @@ class VGPOConfig(TrainingArguments):
             raise ValueError(f"`lm_guidance_scale` must be >= 0, got {self.lm_guidance_scale}.")
         if self.temperature is not None and self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature}.")
+        if self.value_target not in ("reward", "reward_to_go"):
+            raise ValueError(f"`value_target` must be 'reward' or 'reward_to_go', got {self.value_target!r}.")
         if self.value_loss_type not in ("mse", "exp_mse"):
             raise ValueError(f"`value_loss_type` must be 'mse' or 'exp_mse', got {self.value_loss_type!r}.")
 

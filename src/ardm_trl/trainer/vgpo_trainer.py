@@ -13,6 +13,7 @@ from transformers import AutoModel, PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from ..data.collators import pad_sequences
 from ..models.ardm import (
     ARDMDiscriminator,
     ARDMForSpeechSynthesis,
@@ -38,8 +39,15 @@ from .base import (
     reference_model_context,
     unwrap_peft,
 )
-from .rollout import AudioDecoder, Rollouts, generate_rollouts, prepare_prompt_batch, score_rollouts
-from .value_trainer import value_training_loss
+from .rollout import (
+    AudioDecoder,
+    Rollouts,
+    generate_rollouts,
+    prepare_prompt_batch,
+    score_rollout_tokens,
+    score_rollouts,
+)
+from .value_trainer import rewards_to_go, value_training_loss
 from .vgpo_config import VGPOConfig
 
 logger = logging.get_logger(__name__)
@@ -192,7 +200,11 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         rollouts = generate_rollouts(policy, batch, **self._generation_kwargs())
         policy.train(was_training)
         generated = time.perf_counter()
-        rollouts = score_rollouts(rollouts, self.reward_funcs, self.reward_weights, self.audio_decoder)
+        if self.args.online_value_update and self.args.value_target == "reward_to_go":
+            rollouts = score_rollout_tokens(rollouts, self.reward_funcs, self.reward_weights, self.audio_decoder,
+                                            config.patch_size)  # fmt: skip
+        else:
+            rollouts = score_rollouts(rollouts, self.reward_funcs, self.reward_weights, self.audio_decoder)
         scored = time.perf_counter()
 
         mode = "train" if self.model.training else "eval"
@@ -211,10 +223,18 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         self._record_metric("samples_per_second", lengths.numel() / max(scored - start, 1e-9), mode)
         return rollouts
 
-    def _value_rewards(self, rollouts: Rollouts) -> torch.Tensor:
+    def _value_targets(self, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The online value update's targets: the (group-normalised) rewards, and with `value_target="reward_to_go"`
+        the per-token rewards-to-go `(B, N)`."""
+        rewards = rollouts.rewards
         if self.args.group_normalize:
-            return group_normalize(rollouts.rewards, rollouts.group_ids)
-        return rollouts.rewards
+            rewards = group_normalize(rewards, rollouts.group_ids)
+        if rollouts.token_rewards is None:
+            return rewards, None
+        targets = rewards_to_go([t.tolist() for t in rollouts.token_rewards], rollouts.group_ids.tolist(),
+                                self.args.group_normalize)  # fmt: skip
+        padded, _ = pad_sequences([torch.tensor(t, dtype=torch.float32) for t in targets])
+        return rewards, padded.to(rewards.device)
 
     # ------------------------------------------------------------------ loss
     @staticmethod
@@ -286,11 +306,11 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
     def update_value_model(self, rollouts: Rollouts) -> None:
         """Online value update (Alg. 3 lines 4-6): `value_steps` steps of Alg. 1 on the policy's own rollouts."""
         args, value_model = self.args, self.value_model
-        rewards = self._value_rewards(rollouts)
+        rewards, token_targets = self._value_targets(rollouts)
         value_model.train()
         for _ in range(args.value_steps):
             loss, _ = value_training_loss(value_model, value_model, self._model_inputs(rollouts), rewards,
-                                          args.value_loss_type, args.num_draws)
+                                          args.value_loss_type, args.num_draws, token_targets=token_targets)
             self.value_optimizer.zero_grad()
             loss.backward()
             all_reduce_gradients(value_model, self.accelerator)
