@@ -90,6 +90,10 @@ def main() -> None:
     sampling = {k: data_args[k] for k in ("temperature", "lm_guidance_scale", "num_inference_steps", "max_patches")}
 
     rows = load_value_chunks(script_args.data_dir)
+    if args.value_target == "reward_to_go":
+        with_tokens = [row for row in rows if "token_rewards" in row]
+        logger.info("%d of %d rows have per-patch rewards", len(with_tokens), len(rows))
+        rows = with_tokens
     train_rows, eval_rows = split_by_group(rows, script_args.eval_fraction, args.seed)
     policy = AutoModel.from_pretrained(script_args.model_name_or_path).eval()
     value_model = ARDMValueModel.from_ardm(policy)

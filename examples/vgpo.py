@@ -1,13 +1,16 @@
-"""VGPO on the bundled small ARDM: the library's main demo (VGPO paper, Task A by default).
+"""VGPO on the bundled small ARDM: the library's main demo.
 
 Usage:
 
-    # the demo: bundled ARDM + codec, value model trained on corpus audio, VGPO on the F0-variance reward (Task A)
+    # the demo: the bundled ARDM, codec and CTC value model; VGPO (Alg. 3) on the CTC log-likelihood of the text (the
+    # paper's Task B reward), then Base and VGPO on 32 held-out prompts x 2 sampling seeds, paired per prompt
     accelerate launch examples/vgpo.py
 
-    # Task B preset: CTC log-likelihood of hard repetitive sentences, value model trained on the ARDM's own samples,
-    # group reward normalisation and online value updates
-    accelerate launch examples/vgpo.py --task ctc
+    # Task A's reward (F0 variance), with a value model trained first on corpus audio (Alg. 1)
+    accelerate launch examples/vgpo.py --task f0 --value_model_name_or_path none
+
+    # the paper's full recipe: online value updates on rewards-to-go, adversarial distribution matching
+    accelerate launch examples/vgpo.py --online_value_update true --value_target reward_to_go --use_adm true
 
     # LoRA on the LM's attention (the reference is the same network with adapters disabled)
     accelerate launch examples/vgpo.py --use_peft --lora_r 16 --lora_target_modules q_proj v_proj
@@ -17,34 +20,35 @@ Usage:
     accelerate launch --config_file examples/accelerate_configs/deepspeed_zero2.yaml examples/vgpo.py
 
     # any VGPOConfig field on the command line or in a YAML file
-    accelerate launch examples/vgpo.py --w_kl 0.5 --max_steps 60 --online_value_update true
+    accelerate launch examples/vgpo.py --w_kl 0.5 --max_steps 60 --save_steps 20
     accelerate launch examples/vgpo.py --config my_vgpo.yaml
 
-The demo overrides some VGPOConfig defaults for its small CPU model (see `DEMO_DEFAULTS`; any of them given on the
-command line wins). It prints a before/after table in the shape of the paper's Table 1 (F0V, WER, SIM, KL) and writes
-WAV samples, the reward and KL curves and F0 contours before/after into `--output_dir`.
+The demo overrides some VGPOConfig defaults for its small CPU model (`DEMO_DEFAULTS`; the command line wins). Rollouts
+sample at the task's setting (temperature 0.25, LM guidance 1.5: the bundled model is intelligible there), which the
+trained policy keeps in its `generation_config`. The before/after table (reward, CTC NLL, SIM, KL; mean ± standard
+error and the paired change against Base) is printed and written with WAV samples and the reward / KL curves to
+`--output_dir`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 from transformers import AutoModel
 from trl import TrlParser
 
 from ardm_trl.audio import load_pretrained_codec
-from ardm_trl.data import build_tts_corpus
-from ardm_trl.data.prompts import voice_prompt_rows
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
-from ardm_trl.evaluation import evaluate_ardm
-from ardm_trl.rewards import CTCLogLikelihoodReward, F0VarianceReward, f0_track
+from ardm_trl.evaluation import score_samples
+from ardm_trl.models.ardm import set_sampling_settings
+from ardm_trl.tables import MethodResult, MetricColumn, ResultsTable, write_run_info
+from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer import ValueConfig, VGPOConfig, VGPOTrainer, train_value_model
 
 logger = logging.getLogger("vgpo")
@@ -54,11 +58,15 @@ DEMO_DEFAULTS = {
     "output_dir": "outputs/vgpo-demo",
     "max_steps": "40",
     "per_device_train_batch_size": "4",
-    "num_generations": "2",
-    "learning_rate": "5e-5",
-    "w_kl": "0.25",
+    "num_generations": "4",
+    "learning_rate": "1e-4",
+    "lr_scheduler_type": "cosine",  # ends where it converged: a constant rate leaves the last step a random draw
+    "warmup_steps": "2",
+    "w_kl": "0.0625",
     "num_draws": "4",
-    "max_patches": "48",  # ~4.5 s; longer samples of the small bundled ARDM drift and can overflow
+    "temperature": "0.25",
+    "lm_guidance_scale": "1.5",
+    "group_normalize": "true",
     "logging_steps": "1",
     "save_strategy": "no",
     "report_to": "none",
@@ -71,21 +79,22 @@ DEMO_DEFAULTS = {
 class ScriptArguments:
     model_name_or_path: str = field(default=str(REPO / "pretrained" / "ardm"), metadata={"help": "The ARDM."})
     codec_name_or_path: str | None = field(default=None, metadata={"help": "The latent codec (bundled one if None)."})
-    value_model_name_or_path: str | None = field(default=None, metadata={"help": "A trained value model; if None, "
-                                                 "one is trained first (on corpus audio for Task A, on the ARDM's "
-                                                 "samples for Task B)."})
-    task: str = field(default="f0", metadata={"help": "'f0' (Task A, F0 variance) or 'ctc' (Task B, CTC likelihood)."})
-    corpus_utterances: int = field(default=240, metadata={"help": "Size of the espeak corpus built for prompts."})
-    num_train_prompts: int = field(default=64, metadata={"help": "Training prompts (texts + voice prompts)."})
-    num_eval_prompts: int = field(default=8, metadata={"help": "Held-out evaluation prompts (test split)."})
-    value_pretrain_steps: int = field(default=150, metadata={"help": "Steps of the quick value-model training."})
-    value_pretrain_learning_rate: float = field(default=3e-4, metadata={"help": "Learning rate of the quick value training."})
+    value_model_name_or_path: str = field(default=str(REPO / "pretrained" / "value_ctc"),
+                                          metadata={"help": "A trained value model, or 'none' to train one first "
+                                                            "(Alg. 1: on corpus audio for Task A, on the ARDM's own "
+                                                            "samples for Task B)."})  # fmt: skip
+    task: str = field(default="ctc", metadata={"help": "'ctc' (Task B reward, CTC likelihood) or 'f0' (Task A)."})
+    corpus_utterances: int = field(default=800, metadata={"help": "Size of the espeak corpus of the prompts."})
+    num_train_prompts: int = field(default=64, metadata={"help": "Training prompts (train split)."})
+    num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts (test split)."})
+    eval_seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Sampling seeds of the table."})
+    value_pretrain_steps: int = field(default=300, metadata={"help": "Steps of Alg. 1 when no value model is given."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters on the LM instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"],
                                            metadata={"help": "LoRA target modules."})
-    eval_seed: int = field(default=1234, metadata={"help": "Sampling seed of the before/after evaluation."})
+    num_threads: int = field(default=2, metadata={"help": "torch threads (the demo runs one process)."})
 
 
 def with_demo_defaults(argv: list[str]) -> list[str]:
@@ -97,24 +106,22 @@ def with_demo_defaults(argv: list[str]) -> list[str]:
     return argv + extra
 
 
-def make_reward(task: str, codec):
-    if task == "f0":
-        return F0VarianceReward(codec=codec, unvoiced_value=0.0)  # a sample with no voiced frames has no F0 movement
-    if task == "ctc":
-        return CTCLogLikelihoodReward(codec=codec)
-    raise ValueError(f"Unknown --task {task!r}: use 'f0' or 'ctc'.")
+def value_model_for(script_args, training_args, policy, train_rows, reward):
+    """The given value model, or Alg. 1 now: on corpus audio (Task A) or the policy's own samples (Task B)."""
+    path = script_args.value_model_name_or_path
+    if path and path.lower() != "none":
+        return AutoModel.from_pretrained(path).eval()
+    task = get_task(script_args.task)
+    config = ValueConfig(output_dir=str(Path(training_args.output_dir) / "value_training"), report_to="none",
+                         max_steps=script_args.value_pretrain_steps, per_device_train_batch_size=16,
+                         learning_rate=3e-4, lr_scheduler_type="cosine", group_normalize=task.value_source == "samples",
+                         logging_steps=25, save_strategy="no", use_cpu=training_args.use_cpu, num_draws=8)  # fmt: skip
+    return train_value_model(policy, train_rows, reward, config, source=task.value_source,
+                             max_patches=training_args.max_patches, temperature=training_args.temperature,
+                             lm_guidance_scale=training_args.lm_guidance_scale)  # fmt: skip
 
 
-def value_config(script_args, training_args) -> ValueConfig:
-    """Alg. 1's value training: on corpus audio for Task A, on the ARDM's own samples (group-normalised) for Task B."""
-    return ValueConfig(output_dir=str(Path(training_args.output_dir) / "value_training"), max_steps=
-                       script_args.value_pretrain_steps, per_device_train_batch_size=16, learning_rate=
-                       script_args.value_pretrain_learning_rate, group_normalize=script_args.task != "f0",
-                       logging_steps=25, save_strategy="no", report_to="none", use_cpu=training_args.use_cpu,
-                       num_draws=8)  # fmt: skip
-
-
-def write_outputs(out_dir: Path, before, after, log_history, sampling_rate: int) -> None:
+def write_outputs(out_dir: Path, before, after, texts: list[str], log_history, sampling_rate: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,11 +129,11 @@ def write_outputs(out_dir: Path, before, after, log_history, sampling_rate: int)
 
     samples = out_dir / "samples"
     samples.mkdir(parents=True, exist_ok=True)
-    for i, (a, b) in enumerate(zip(before.audio, after.audio)):
+    for i, (a, b) in enumerate(zip(before.audio[: len(texts)], after.audio[: len(texts)])):
         sf.write(samples / f"{i:02d}_before.wav", a, sampling_rate)
         sf.write(samples / f"{i:02d}_after.wav", b, sampling_rate)
     # texts.tsv lets `python -m ardm_trl.listening build` pair the samples for a CMOS test (docs/listening_tests.md)
-    (samples / "texts.tsv").write_text("".join(f"{i:02d}\t{text}\n" for i, text in enumerate(before.texts)))
+    (samples / "texts.tsv").write_text("".join(f"{i:02d}\t{text}\n" for i, text in enumerate(texts)))
     steps = [h["step"] for h in log_history if "reward" in h]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     axes[0].plot(steps, [h["reward"] for h in log_history if "reward" in h])
@@ -135,87 +142,87 @@ def write_outputs(out_dir: Path, before, after, log_history, sampling_rate: int)
     axes[1].set(xlabel="step", ylabel="KL to reference (eps units)", title="KL")
     fig.tight_layout()
     fig.savefig(out_dir / "curves.png", dpi=120)
-    fig, axes = plt.subplots(min(4, len(before.audio)), 1, figsize=(8, 8), squeeze=False)
-    for ax, a, b, text in zip(axes[:, 0], before.audio, after.audio, before.texts):
-        for wav, label in ((a, "before"), (b, "after")):
-            track = f0_track(wav, sampling_rate)
-            t = np.arange(len(track)) / 100.0
-            ax.plot(t, np.where(track > 0, track, np.nan), label=label)
-        ax.set(ylabel="F0 (Hz)", title=text[:60])
-        ax.legend(loc="upper right")
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
-    fig.savefig(out_dir / "f0_contours.png", dpi=120)
     plt.close("all")
 
 
 def main() -> None:
     parser = TrlParser((ScriptArguments, VGPOConfig))
     script_args, training_args = parser.parse_args_and_config(args=with_demo_defaults(sys.argv[1:]))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    torch.set_num_threads(script_args.num_threads)
     torch.manual_seed(training_args.seed)
     out_dir = Path(training_args.output_dir)
+    task = get_task(script_args.task)
+    if training_args.max_patches == VGPOConfig.max_patches:  # not given: the task's length limit
+        training_args.max_patches = task.max_patches
 
     # 1. models: the bundled ARDM (policy and, through a frozen copy or disabled adapters, the reference) and codec
     policy = AutoModel.from_pretrained(script_args.model_name_or_path)
     tokenizer = ARDMTextTokenizer.from_pretrained(script_args.model_name_or_path)
     codec = load_pretrained_codec(script_args.codec_name_or_path)
-    reward = make_reward(script_args.task, codec)
+    reward = task.reward(codec)
 
-    # 2. prompts: corpus texts with zero-shot voice prompts; evaluation on held-out sentences and voices
-    corpus = build_tts_corpus(num_utterances=script_args.corpus_utterances, seed=training_args.seed,
-                              hard_fraction=0.9 if script_args.task == "ctc" else 0.15)
-    train_rows = voice_prompt_rows(corpus["train"], codec, tokenizer, limit=script_args.num_train_prompts,
-                                   include_target_latents=True, seed=training_args.seed)
-    eval_rows = voice_prompt_rows(corpus["test"], codec, tokenizer, limit=script_args.num_eval_prompts, seed=1)
-    logger.info("%d training prompts, %d evaluation prompts", len(train_rows), len(eval_rows))
+    # 2. prompts: training rows from the train split; held-out test sentences (half in held-out voices)
+    train_rows = task_prompts(task, "train", codec, tokenizer, limit=script_args.num_train_prompts,
+                              corpus_utterances=script_args.corpus_utterances, seed=training_args.seed,
+                              include_target_latents=task.value_source == "corpus")  # fmt: skip
+    eval_rows = task_prompts(task, "test", codec, tokenizer, limit=script_args.num_eval_prompts,
+                             corpus_utterances=script_args.corpus_utterances)  # fmt: skip
+    logger.info("%d training prompts, %d held-out prompts", len(train_rows), len(eval_rows))
 
-    # 3. value model (Alg. 1)
-    if script_args.value_model_name_or_path:
-        value_model = AutoModel.from_pretrained(script_args.value_model_name_or_path).eval()
-    else:
-        value_model = train_value_model(policy, train_rows, reward, value_config(script_args, training_args),
-                                        source="corpus" if script_args.task == "f0" else "samples",
-                                        max_patches=training_args.max_patches)  # fmt: skip
+    # 3. the value model (Alg. 1)
+    start = time.perf_counter()
+    value_model = value_model_for(script_args, training_args, policy, train_rows, reward)
+    value_seconds = time.perf_counter() - start
 
-    generation = dict(max_patches=training_args.max_patches, lm_guidance_scale=training_args.lm_guidance_scale,
-                      num_inference_steps=training_args.num_inference_steps)
-    before = evaluate_ardm(policy, eval_rows, codec, seed=script_args.eval_seed, **generation)
+    # 4. Base on the held-out prompts, sampled the way VGPO rolls out
+    sampling = dict(temperature=training_args.temperature, lm_guidance_scale=training_args.lm_guidance_scale,
+                    num_inference_steps=training_args.num_inference_steps, max_patches=training_args.max_patches)
+    metrics = ["ctc_nll", "sim"] if task.name == "ctc" else ["f0v", "ctc_nll", "sim"]
+    policy.eval()
+    before = score_samples(policy, eval_rows, codec, script_args.eval_seeds, metrics, keep_audio=True, **sampling)
 
-    # 4. VGPO (Alg. 3)
+    # 5. VGPO (Alg. 3)
     peft_config = None
     if script_args.use_peft:
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=script_args.lora_r, lora_alpha=script_args.lora_alpha,
                                  target_modules=script_args.lora_target_modules)
-    train_dataset = [{k: v for k, v in row.items() if k != "latents"} for row in train_rows]
+    train_dataset = [{k: v for k, v in row.items() if k not in ("latents", "prompt_audio")} for row in train_rows]
+    policy.train()
     trainer = VGPOTrainer(policy, value_model, reward, training_args, train_dataset=train_dataset,
                           audio_decoder=codec, peft_config=peft_config)
+    start = time.perf_counter()
     trainer.train()
+    train_seconds = time.perf_counter() - start + value_seconds
 
-    # 5. before / after, in the shape of the paper's Table 1
+    # 6. VGPO on the same prompts and seeds (the same starting noise), paired against Base
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.accelerator.is_main_process:
-        after = evaluate_ardm(model, eval_rows, codec, reference=trainer.ref_model, compute_kl=True,
-                              seed=script_args.eval_seed, **generation)
-        reward_key = "f0v" if script_args.task == "f0" else "ctc_nll"
-        rows = [("Base", before.metrics, None), ("VGPO", after.metrics, after.metrics.get("kl"))]
-        header = f"| Method | {'F0V (Hz) ↑' if reward_key == 'f0v' else 'CTC NLL ↓'} | WER (%) ↓ | SIM ↑ | KL ↓ |"
-        lines = [header, "|---|---|---|---|---|"]
-        for name, metrics, kl in rows:
-            lines.append(f"| {name} | {metrics.get(reward_key, float('nan')):.2f} | {metrics['wer']:.1f} | "
-                         f"{metrics.get('sim', float('nan')):.3f} | {'—' if kl is None else f'{kl:.4f}'} |")
-        table = "\n".join(lines)
-        print(f"\nVGPO {script_args.task} demo ({len(eval_rows)} held-out prompts, seed {script_args.eval_seed}):")
-        print(table)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.md").write_text(table + "\n")
-        (out_dir / "results.json").write_text(json.dumps({"before": before.metrics, "after": after.metrics}))
-        write_outputs(out_dir, before, after, trainer.state.log_history, codec.sampling_rate)
+        model.eval()
+        after = score_samples(model, eval_rows, codec, script_args.eval_seeds, metrics, reference=trainer.ref_model,
+                              compute_kl=True, keep_audio=True, **sampling)  # fmt: skip
+        columns = [MetricColumn("ctc_nll", "CTC NLL ↓", ".3f", False), MetricColumn("sim", "SIM ↑", ".3f")]
+        if task.name == "f0":
+            columns.insert(0, MetricColumn("f0v", "F0V (Hz) ↑", ".1f"))
+        table = ResultsTable(f"VGPO demo: {task.title}", columns, before.prompt_ids, before.seeds)
+        table.add(MethodResult("Base", before.scores, sampling_seconds_per_utterance=before.generation_seconds /
+                               len(before.prompt_ids)))  # fmt: skip
+        table.add(MethodResult("VGPO", after.scores, kl=after.kl, train_seconds=train_seconds,
+                               sampling_seconds_per_utterance=after.generation_seconds / len(after.prompt_ids)))
+        table.meta["command"] = "accelerate launch examples/vgpo.py " + " ".join(sys.argv[1:])
+        table.save(out_dir / "results.json")
+        print(f"\n{table.title} ({len(eval_rows)} held-out prompts x seeds {script_args.eval_seeds}; cells: mean ± "
+              "SE (paired change against Base ± SE))")
+        print(table.markdown())
+        write_outputs(out_dir, before, after, [r["prompt"] for r in eval_rows], trainer.state.log_history,
+                      codec.sampling_rate)  # fmt: skip
+        set_sampling_settings(model, **{k: v for k, v in sampling.items() if k != "max_patches"})
         trainer.save_model(str(out_dir / "model"))
         tokenizer.save_pretrained(str(out_dir / "model"))
+        write_run_info(out_dir / "model", train_seconds, table.meta["command"], task=task.name, sampling=sampling)
         trainer.create_model_card(dataset_name=f"espeak corpus ({script_args.corpus_utterances} utterances)")
         print(f"Samples, plots and the model are in {out_dir}/")
         if training_args.push_to_hub:

@@ -155,4 +155,13 @@ class ResultsTable:
         return table
 
 
-__all__ = ["MethodResult", "MetricColumn", "ResultsTable"]
+def write_run_info(folder: str | Path, train_seconds: float, command: str, **extra: Any) -> None:
+    """Write `run_info.json` beside a trained model: what [`ResultsTable`] rows report as its cost and provenance
+    (training seconds, the command that made it, any settings)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run_info.json").write_text(json.dumps({"train_seconds": train_seconds, "command": command, **extra},
+                                                     indent=1))  # fmt: skip
+
+
+__all__ = ["MethodResult", "MetricColumn", "ResultsTable", "write_run_info"]

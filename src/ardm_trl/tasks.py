@@ -50,7 +50,8 @@ class SpeechTask:
         from .rewards import CTCLogLikelihoodReward, F0VarianceReward
 
         if self.name == "ctc":
-            return CTCLogLikelihoodReward(codec=codec)
+            # a sample too short to say its text gets a poor score (5 nats per phoneme; corpus audio scores ~0.85)
+            return CTCLogLikelihoodReward(codec=codec, unaligned_value=-5.0)
         # a sample with no voiced frames has no F0 movement: 0 rather than no reward, so every sample can be ranked
         return F0VarianceReward(codec=codec, unvoiced_value=0.0)
 

@@ -152,6 +152,9 @@ class CTCLogLikelihoodReward(SpeechReward):
         normalize (`str`, *optional*, defaults to `"token"`): `"token"` (log P / N, the default) or `"none"`.
         text_column (`str`, *optional*): read the target texts from this keyword argument instead of `prompts`.
         name (`str`, *optional*, defaults to `"ctc_log_likelihood"`): the `__name__` trainers log under.
+        unaligned_value (`float`, *optional*): returned instead of `None` for a sample too short to align with its
+            text (e.g. a generation that stopped early), so that every sample can be ranked or trained on; its
+            per-token rewards are this value spread evenly.
     """
 
     default_name = "ctc_log_likelihood"
@@ -162,8 +165,10 @@ class CTCLogLikelihoodReward(SpeechReward):
         normalize: Literal["token", "none"] = "token",
         text_column: str | None = None,
         name: str | None = None,
+        unaligned_value: float | None = None,
     ):
         super().__init__(codec=codec, name=name)
+        self.unaligned_value = unaligned_value
         if normalize not in ("token", "none"):
             raise ValueError(f"`normalize` must be 'token' or 'none', got {normalize!r}.")
         self.normalize = normalize
@@ -181,7 +186,8 @@ class CTCLogLikelihoodReward(SpeechReward):
         self, waveforms: list[np.ndarray], sampling_rate: int, texts: list[str] | None, **kwargs: Any
     ) -> list[float | None]:
         texts = self._texts(texts, len(waveforms), kwargs)
-        return [ctc_log_likelihood(wav, sampling_rate, text, self.normalize) for wav, text in zip(waveforms, texts)]
+        scores = [ctc_log_likelihood(wav, sampling_rate, text, self.normalize) for wav, text in zip(waveforms, texts)]
+        return [self.unaligned_value if s is None and text_to_phonemes(t) else s for s, t in zip(scores, texts)]
 
     def score_tokens(
         self,
@@ -201,8 +207,11 @@ class CTCLogLikelihoodReward(SpeechReward):
         out: list[np.ndarray | None] = []
         for wav, text, count in zip(waveforms, texts, num_tokens):
             frames, num_targets = model.frame_log_likelihoods(wav, sampling_rate, text)
-            if num_targets == 0 or frames.size == 0 or count == 0:
+            if num_targets == 0 or count == 0:
                 out.append(None)
+                continue
+            if frames.size == 0:  # no alignment
+                out.append(None if self.unaligned_value is None else np.full(count, self.unaligned_value / count))
                 continue
             centres = (np.arange(frames.size) + 0.5) * CTC_FRAME_SECONDS
             index = np.minimum((centres / token_seconds).astype(np.int64), count - 1)
