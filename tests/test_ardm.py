@@ -167,7 +167,7 @@ def test_fresh_value_model_is_zero_and_its_gradient_needs_no_second_lm_pass(tiny
     batch = _batch(tiny_config)
     rewards = torch.tensor([1.0, -1.0, 0.5])
     out = value_model(batch["text_input_ids"], batch["latents"], latents_mask=batch["latents_mask"], rewards=rewards)
-    assert torch.equal(out.values, torch.zeros_like(out.values))
+    assert torch.equal(out.value, torch.zeros_like(out.value))
 
     optimizer = torch.optim.SGD(value_model.parameters(), lr=0.1)
     out.loss.backward()

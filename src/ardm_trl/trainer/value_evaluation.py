@@ -59,7 +59,7 @@ def value_reward_correlation(
         batch = {k: v.to(value_model.device) for k, v in batch.items()}
         patches, patch_mask = value_model.patchify(batch["latents"], batch["latents_mask"])
         draws = draw_noisy_tokens(value_model.noise_schedule, patches, patch_mask, num_draws, generator=generator)
-        values = value_model(**batch, draws=draws).values.float().mean(-1).cpu()  # (M,)
+        values = value_model(**batch, draws=draws).value.float().mean(-1).cpu()  # (M,)
         if "value_targets" in chunk[0]:
             predictions.extend(values.tolist())
             rewards.extend(float(chunk[i]["value_targets"][n])

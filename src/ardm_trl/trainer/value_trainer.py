@@ -59,10 +59,10 @@ def value_training_loss(
     draws = draw_noisy_tokens(value_model.noise_schedule, patches, patch_mask, num_draws, max_tokens)
     out = model(**inputs, draws=draws)
     if token_targets is not None:
-        targets = token_targets.to(out.values.device)[draws.sample_index, draws.token_index]
+        targets = token_targets.to(out.value.device)[draws.sample_index, draws.token_index]
     else:
         targets = rewards[draws.sample_index]
-    return value_loss(out.values, targets, loss_type), out.values
+    return value_loss(out.value, targets, loss_type), out.value
 
 
 class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):

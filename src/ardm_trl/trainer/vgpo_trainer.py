@@ -336,7 +336,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
             scores = {}
             for name, rollouts, target in (("fake", fake, -1.0), ("real", real, 1.0)):
                 out = disc(**self._model_inputs(rollouts), num_draws=args.num_draws)
-                scores[name] = (out.values, (out.values - target).float().pow(2).mean())
+                scores[name] = (out.value, (out.value - target).float().pow(2).mean())
             loss = scores["fake"][1] + scores["real"][1]
             self.discriminator_optimizer.zero_grad()
             loss.backward()

@@ -90,14 +90,15 @@ class ARDMValueOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): MSE of the values to `rewards` (VGPO Eq. 13).
-        values (`torch.FloatTensor` of shape `(M, K)`): `V(x_<n, x_n^t)` at the `M` valid patches of the batch and
-            `K` noise draws each.
+        value (`torch.FloatTensor` of shape `(M, K)`): `V(x_<n, x_n^t)` at the `M` valid patches of the batch and
+            `K` noise draws each. (Not `values`: a `ModelOutput` is a dict, and DDP / DeepSpeed walk outputs with
+            `.values()`.)
         timesteps (`torch.LongTensor` of shape `(M, K)`): the diffusion times used.
         sample_index (`torch.LongTensor` of shape `(M,)`): the trajectory each valid patch belongs to.
     """
 
     loss: torch.FloatTensor | None = None
-    values: torch.FloatTensor | None = None
+    value: torch.FloatTensor | None = None
     timesteps: torch.LongTensor | None = None
     sample_index: torch.LongTensor | None = None
 
@@ -536,7 +537,7 @@ class ARDMValueModel(ARDMPreTrainedModel):
         loss = None
         if rewards is not None:
             loss = F.mse_loss(values.float(), rewards.float()[draws.sample_index][:, None].expand_as(values))
-        return ARDMValueOutput(loss=loss, values=values, timesteps=draws.timesteps, sample_index=draws.sample_index)
+        return ARDMValueOutput(loss=loss, value=values, timesteps=draws.timesteps, sample_index=draws.sample_index)
 
 
 class ARDMDiscriminator(ARDMValueModel):
