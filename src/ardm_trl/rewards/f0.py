@@ -32,7 +32,7 @@ import torch
 
 from .base import SpeechCodec, SpeechReward
 
-__all__ = ["F0VarianceReward", "bandpass_f0", "f0_track", "f0_variance"]
+__all__ = ["F0VarianceReward", "bandpass_f0", "f0_track", "f0_variance", "filtered_f0"]
 
 F0_FRAME_RATE = 100  # frames per second of the F0 track (10 ms hop)
 DEFAULT_BAND = (0.25, 3.0)  # Hz of modulation frequency: phrase-level intonation
@@ -129,6 +129,26 @@ def f0_variance(
 
     Returns `None` when fewer than `min_voiced_frames` frames are voiced.
     """
+    filtered = filtered_f0(waveform, sampling_rate, band, unit, pitch_floor, pitch_ceiling, min_voiced_frames,
+                           adaptive_range)  # fmt: skip
+    if filtered is None:
+        return None
+    contour, voiced = filtered
+    return float(contour[voiced].std())
+
+
+def filtered_f0(
+    waveform: np.ndarray,
+    sampling_rate: int,
+    band: tuple[float, float] = DEFAULT_BAND,
+    unit: Literal["hz", "semitones"] = "hz",
+    pitch_floor: float = 60.0,
+    pitch_ceiling: float = 600.0,
+    min_voiced_frames: int = 10,
+    adaptive_range: bool = True,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The band-passed F0 contour of [`f0_variance`] (steps 1-4 of the module docstring) every 10 ms, and the mask
+    of voiced frames; `None` when fewer than `min_voiced_frames` frames are voiced."""
     if unit not in ("hz", "semitones"):
         raise ValueError(f"`unit` must be 'hz' or 'semitones', got {unit!r}.")
     f0 = f0_track(waveform, sampling_rate, pitch_floor, pitch_ceiling, adaptive_range=adaptive_range)
@@ -138,8 +158,7 @@ def f0_variance(
     contour = f0 if unit == "hz" else 12.0 * np.log2(np.where(voiced, f0, 1.0))
     frames = np.arange(f0.size)
     filled = np.interp(frames, frames[voiced], contour[voiced])  # linear over gaps, constant at the ends
-    filtered = bandpass_f0(torch.from_numpy(filled), F0_FRAME_RATE, band)
-    return float(filtered[torch.from_numpy(voiced)].std(correction=0))
+    return bandpass_f0(torch.from_numpy(filled), F0_FRAME_RATE, band).numpy(), voiced
 
 
 class F0VarianceReward(SpeechReward):
@@ -192,3 +211,32 @@ class F0VarianceReward(SpeechReward):
     ) -> list[float | None]:
         values = [f0_variance(wav, sampling_rate, **self.kwargs) for wav in waveforms]
         return [self.unvoiced_value if value is None else value for value in values]
+
+    def score_tokens(
+        self,
+        waveforms: list[np.ndarray],
+        sampling_rate: int,
+        texts: list[str] | None,
+        token_seconds: float,
+        num_tokens: list[int],
+        **kwargs: Any,
+    ) -> list[np.ndarray | None]:
+        """F0V spread over the tokens: voiced frame `t` of the filtered contour `c` gets `(c_t - mean)^2 / (T_v F0V)`
+        (its share of the variance, over the standard deviation), which sums over frames to F0V exactly; each frame
+        goes to the token whose time span holds it (frames past the last token go to it). A sample without enough
+        voicing gets `unvoiced_value` spread evenly (or `None`)."""
+        out: list[np.ndarray | None] = []
+        for wav, count in zip(waveforms, num_tokens):
+            filtered = filtered_f0(wav, sampling_rate, **self.kwargs)
+            if filtered is None or count == 0:
+                fill = self.unvoiced_value
+                out.append(None if fill is None or count == 0 else np.full(count, fill / count))
+                continue
+            contour, voiced = filtered
+            deviation = np.where(voiced, contour - contour[voiced].mean(), 0.0)
+            std = float(np.sqrt((deviation[voiced] ** 2).mean()))
+            shares = deviation**2 / (voiced.sum() * std) if std > 0 else np.zeros_like(deviation)
+            centres = (np.arange(contour.size) + 0.5) / F0_FRAME_RATE
+            index = np.minimum((centres / token_seconds).astype(np.int64), count - 1)
+            out.append(np.bincount(index, weights=shares, minlength=count))
+        return out
