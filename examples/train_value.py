@@ -5,15 +5,15 @@ rewards) and whether its gradient guides (the reward gain of value-guided sampli
 Usage:
 
     OMP_NUM_THREADS=1 python examples/train_value.py --data_dir outputs/value_data/ctc_t025 \
-        --output_dir outputs/value_ctc --max_steps 4000 --group_normalize true --value_target reward_to_go \
+        --output_dir outputs/value_ctc --max_steps 4000 --group_normalize true --value_target reward_to_go --trainable head \
         --eval_strategy steps --eval_steps 1000 --guidance_scales 8 32 --save_steps 1000
 
     # resume after a kill
     python examples/train_value.py ... --resume_from_checkpoint true
 
 The value model starts from the policy (`ARDMValueModel.from_ardm`: the policy's LM and head body, a zero-initialised
-scalar output). `--freeze_lm` trains only the head: the LM states are then those of the policy, and the value model
-cannot memorise its training prompts through them. The final model is saved to `--output_dir/model` with a JSON of
+scalar output). `--trainable head` trains only the head: the LM states are then those of the policy, and the value
+model cannot memorise its training prompts through them; `--trainable output` trains only the output layer. The final model is saved to `--output_dir/model` with a JSON of
 its held-out measurements.
 """
 
@@ -52,7 +52,9 @@ class ScriptArguments:
     model_name_or_path: str = field(default="pretrained/ardm", metadata={"help": "The policy (the value model's init)."})
     task: str = field(default="ctc", metadata={"help": "Task preset of the guidance evaluation ('ctc' or 'f0')."})
     eval_fraction: float = field(default=0.05, metadata={"help": "Share of prompts (whole groups) held out."})
-    freeze_lm: bool = field(default=False, metadata={"help": "Train only the value head (the LM stays the policy's)."})
+    trainable: str = field(default="all", metadata={"help": "'all', 'head' (the LM stays the policy's) or 'output' "
+                                                    "(only the scalar output layer: a linear probe of the policy's "
+                                                    "denoiser features)."})
     guidance_scales: list[float] = field(default_factory=lambda: [8.0, 32.0],
                                          metadata={"help": "Guidance scales measured on validation prompts."})
     num_guidance_prompts: int = field(default=32, metadata={"help": "Validation prompts of the guidance evaluation."})
@@ -97,8 +99,12 @@ def main() -> None:
     train_rows, eval_rows = split_by_group(rows, script_args.eval_fraction, args.seed)
     policy = AutoModel.from_pretrained(script_args.model_name_or_path).eval()
     value_model = ARDMValueModel.from_ardm(policy)
-    if script_args.freeze_lm:
+    if script_args.trainable not in ("all", "head", "output"):
+        raise ValueError(f"`--trainable` must be 'all', 'head' or 'output', got {script_args.trainable!r}.")
+    if script_args.trainable in ("head", "output"):
         value_model.backbone.requires_grad_(False)
+    if script_args.trainable == "output":
+        value_model.head.body.requires_grad_(False)
     codec = load_pretrained_codec()
     tokenizer = ARDMTextTokenizer.from_pretrained(script_args.model_name_or_path)
     task = get_task(script_args.task)
