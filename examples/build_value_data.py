@@ -1,10 +1,10 @@
 """Build a value-model dataset from an ARDM's own samples (VGPO Alg. 1, Task B style): `num_generations` samples per
-training prompt, drawn the way the policy samples in RL, scored by the CTC log-likelihood reward, written in resumable
-chunks.
+training prompt of a task preset (`ardm_trl.tasks`: its prompts and its reward), drawn the way the policy samples in
+RL, written in resumable chunks.
 
 Usage:
 
-    OMP_NUM_THREADS=1 python examples/build_value_data.py --output_dir outputs/value_data/ctc \
+    OMP_NUM_THREADS=1 python examples/build_value_data.py --task f0 --output_dir outputs/value_data/f0 \
         --num_prompts 512 --num_generations 8 --temperature 0.25 --lm_guidance_scale 1.5
 
     # two processes on two cores: each writes every other chunk
@@ -30,10 +30,8 @@ import torch
 from transformers import AutoModel
 
 from ardm_trl.audio import load_pretrained_codec
-from ardm_trl.data.corpus_cache import DEFAULT_CORPUS_CACHE_DIR, load_or_build_corpus
-from ardm_trl.data.prompts import voice_prompt_rows
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
-from ardm_trl.rewards import CTCLogLikelihoodReward
+from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer import build_value_dataset
 
 logger = logging.getLogger("build_value_data")
@@ -62,9 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pretrained/ardm", help="The ARDM that samples (with text_vocab.json).")
     parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--task", default="ctc", choices=["ctc", "f0"], help="Task preset: prompts and reward.")
     parser.add_argument("--corpus_utterances", type=int, default=3000)
-    parser.add_argument("--hard_fraction", type=float, default=0.5, help="Share of hard repetitive sentences.")
-    parser.add_argument("--corpus_seed", type=int, default=0, help="Seed of the corpus (0: the ARDM's split).")
     parser.add_argument("--num_prompts", type=int, default=512, help="Training prompts (train split).")
     parser.add_argument("--num_generations", type=int, default=8, help="Samples per prompt.")
     parser.add_argument("--chunk_prompts", type=int, default=8, help="Prompts per saved chunk.")
@@ -88,11 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     policy = AutoModel.from_pretrained(args.model).eval()
     tokenizer = ARDMTextTokenizer.from_pretrained(args.model)
     codec = load_pretrained_codec()
-    corpus = load_or_build_corpus(DEFAULT_CORPUS_CACHE_DIR, args.corpus_utterances, args.corpus_seed,
-                                  codec.sampling_rate, hard_fraction=args.hard_fraction)
-    rows = voice_prompt_rows(corpus["train"], codec, tokenizer, limit=args.num_prompts, seed=args.seed)
+    task = get_task(args.task)
+    rows = task_prompts(task, "train", codec, tokenizer, limit=args.num_prompts, seed=args.seed,
+                        corpus_utterances=args.corpus_utterances)  # fmt: skip
     rows = [{k: v for k, v in row.items() if k != "prompt_audio"} for row in rows]
-    reward = CTCLogLikelihoodReward(codec=codec)
+    reward = task.reward(codec)
     generation = dict(temperature=args.temperature, lm_guidance_scale=args.lm_guidance_scale,
                       num_inference_steps=args.num_inference_steps, max_patches=args.max_patches)
     num_chunks = (len(rows) + args.chunk_prompts - 1) // args.chunk_prompts
