@@ -7,36 +7,46 @@ ardm_trl model without `trust_remote_code`.
 
 __version__ = "0.1.0.dev0"
 
+import importlib
+from typing import TYPE_CHECKING
+
 from .audio import SpeechCodecConfig, SpeechCodecModel, SpeechTokenizerConfig, SpeechTokenizerModel
 from .models import *  # noqa: F401,F403  (registers the Auto classes)
 from .models import __all__ as _models_all
-from .trainer import (
-    ARDMDPOConfig,
-    ARDMDPOTrainer,
-    DiffROConfig,
-    DiffROTrainer,
-    TokenRewardTrainer,
-    TokenRewardTrainingConfig,
-    ValueConfig,
-    ValueTrainer,
-    VGPOConfig,
-    VGPOTrainer,
-)
+
+# The trainers pull in trl, datasets and peft: they load on first use, so `import ardm_trl` (which only has to
+# register the models) stays fast, as transformers' own lazy module does.
+_LAZY_TRAINERS = (
+    "ARDMDPOConfig", "ARDMDPOTrainer", "DiffROConfig", "DiffROTrainer", "TokenRewardTrainer", "TokenRewardTrainingConfig",
+    "ValueConfig", "ValueTrainer", "VGPOConfig", "VGPOTrainer",
+)  # fmt: skip
+
+if TYPE_CHECKING:
+    from .trainer import (  # noqa: F401
+        ARDMDPOConfig,
+        ARDMDPOTrainer,
+        DiffROConfig,
+        DiffROTrainer,
+        TokenRewardTrainer,
+        TokenRewardTrainingConfig,
+        ValueConfig,
+        ValueTrainer,
+        VGPOConfig,
+        VGPOTrainer,
+    )
+
+
+def __getattr__(name: str):
+    if name in _LAZY_TRAINERS:
+        return getattr(importlib.import_module(".trainer", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     *_models_all,
-    "ARDMDPOConfig",
-    "ARDMDPOTrainer",
-    "DiffROConfig",
-    "DiffROTrainer",
-    "TokenRewardTrainer",
-    "TokenRewardTrainingConfig",
+    *_LAZY_TRAINERS,
     "SpeechCodecConfig",
     "SpeechCodecModel",
     "SpeechTokenizerConfig",
     "SpeechTokenizerModel",
-    "VGPOConfig",
-    "VGPOTrainer",
-    "ValueConfig",
-    "ValueTrainer",
 ]

@@ -7,7 +7,6 @@ on first use per device (so `from_pretrained`, which builds models on the meta d
 from __future__ import annotations
 
 import torch
-import torchaudio.functional as AF
 from torch import nn
 
 __all__ = ["GriffinLimVocoder", "LogMelFeatures"]
@@ -29,6 +28,8 @@ class _MelBasis(nn.Module):
     def window_and_filterbank(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """`(n_fft,)` Hann window and `(n_fft // 2 + 1, n_mels)` filterbank on `device`."""
         if device not in self._cache:
+            import torchaudio.functional as AF
+
             with torch.device("cpu"):  # not the meta device that from_pretrained may have set
                 window = torch.hann_window(self.n_fft)
                 filterbank = AF.melscale_fbanks(
@@ -46,6 +47,8 @@ class LogMelFeatures(_MelBasis):
         self.log_floor = config.log_mel_floor
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        import torchaudio.functional as AF  # imported here: `import ardm_trl` stays light
+
         window, filterbank = self.window_and_filterbank(waveforms.device)
         magnitudes = AF.spectrogram(
             waveforms.float(), pad=0, window=window, n_fft=self.n_fft, hop_length=self.hop_length,
@@ -70,6 +73,8 @@ class GriffinLimVocoder(_MelBasis):
 
     @torch.no_grad()
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        import torchaudio.functional as AF
+
         window, filterbank = self.window_and_filterbank(log_mel.device)
         mel = torch.exp(log_mel.float())  # (B, n_mels, frames)
         magnitudes = torch.linalg.lstsq(filterbank.T[None], mel, driver="gelsd" if mel.device.type == "cpu" else None)

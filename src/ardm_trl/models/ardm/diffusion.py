@@ -8,15 +8,17 @@ marginal is `s(x^t) = -E[eps | x^t] / sigma_t`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import diffusers
 import torch
-from diffusers import SchedulerMixin
+
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
 
 
 def build_scheduler(scheduler_config: dict[str, Any]) -> SchedulerMixin:
     """Instantiate the diffusers scheduler described by `scheduler_config` (`_class_name` picks the class)."""
+    import diffusers  # imported here: `import ardm_trl` stays light
     config = dict(scheduler_config)
     class_name = config.pop("_class_name", "DDPMScheduler")
     scheduler_cls = getattr(diffusers, class_name, None)
@@ -41,6 +43,8 @@ def tempered_step(
     Returns:
         `torch.Tensor`: the sample at the previous timestep.
     """
+    import diffusers
+
     out = scheduler.step(prediction, timestep, sample, generator=generator)
     if temperature == 1.0:
         return out.prev_sample

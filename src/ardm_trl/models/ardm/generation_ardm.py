@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers import SchedulerMixin
 from transformers.utils import ModelOutput, logging
 
 from .backbone import IncrementalLM
 from .diffusion import build_scheduler, tempered_step
 
 if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
+
     from .modeling_ardm import ARDMValueModel
 
 logger = logging.get_logger(__name__)
