@@ -369,3 +369,41 @@ def test_vgpo_online_value_update_on_rewards_to_go(tmp_path):
     assert torch.allclose(torch.stack([t.sum() for t in rollouts.token_rewards]), rollouts.rewards, atol=1e-5)
     trainer.train()
     assert any(not torch.equal(p, value_before[n]) for n, p in value_model.named_parameters())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(max_patches=0), "max_patches"), (dict(num_draws=0), "num_draws"), (dict(min_patches=5, max_patches=3),
+    "min_patches"), (dict(reward_weights=[float("nan")]), "reward_weights"), (dict(value_steps=0), "value_steps"),
+    (dict(num_inference_steps=0), "num_inference_steps"), (dict(temperature=-1.0), "temperature"),
+    (dict(value_target="return"), "value_target"), (dict(value_learning_rate=0.0), "value_learning_rate"),
+])
+def test_vgpo_config_refuses_bad_settings(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        vgpo_args(tmp_path, **overrides)
+
+
+def test_bad_peft_module_names_and_reward_weights_raise_before_training(tmp_path):
+    from peft import LoraConfig
+
+    policy, value_model = make_models()
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    args = vgpo_args(tmp_path, peft_modules_to_save=["haed"])
+    with pytest.raises(ValueError, match="haed"):
+        VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=dataset(),
+                    peft_config=LoraConfig(r=2, target_modules=["q_proj"]))
+    from ardm_trl.trainer.ardm_utils import resolve_reward_funcs
+
+    with pytest.raises(ValueError, match="finite"):
+        resolve_reward_funcs([mean_latent], [float("inf")])
+    assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())
+
+
+def test_online_value_steps_are_per_policy_step_under_gradient_accumulation(tmp_path):
+    policy, value_model = make_models()
+    args = vgpo_args(tmp_path, max_steps=1, online_value_update=True, value_steps=4, gradient_accumulation_steps=2)
+    trainer = VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=dataset())
+    steps = []
+    original = trainer.value_optimizer.step
+    trainer.value_optimizer.step = lambda *a, **k: (steps.append(1), original(*a, **k))[1]
+    trainer.train()
+    assert len(steps) == 4  # value_steps per policy step, shared by its two micro-batches

@@ -105,6 +105,8 @@ def resolve_reward_funcs(
     weights = list(reward_weights) if reward_weights is not None else [1.0] * len(funcs)
     if len(weights) != len(funcs):
         raise ValueError(f"`reward_weights` has {len(weights)} entries but there are {len(funcs)} reward functions.")
+    if not all(math.isfinite(float(w)) for w in weights):
+        raise ValueError(f"`reward_weights` must be finite numbers, got {weights}.")
     return funcs, torch.tensor(weights, dtype=torch.float32)
 
 

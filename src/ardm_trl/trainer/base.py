@@ -130,6 +130,12 @@ def prepare_peft_model(model: nn.Module, peft_config: PeftConfig | None, trainab
     if not is_peft_available():
         raise ImportError("`peft_config` was given but peft is not installed: `pip install peft`.")
     if trainable_modules:
+        names = {name.split(".")[-1] for name, _ in model.named_modules()} | {n for n, _ in model.named_modules()}
+        unknown = [m for m in trainable_modules if m not in names]
+        if unknown:
+            top = sorted(name for name, _ in model.named_children())
+            raise ValueError(f"`peft_modules_to_save` names modules the model does not have: {unknown}; its top-level "
+                             f"modules are {top}.")  # fmt: skip
         existing = list(getattr(peft_config, "modules_to_save", None) or [])
         peft_config.modules_to_save = sorted(set(existing) | set(trainable_modules))
     model = get_peft_model(model, peft_config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -132,6 +133,19 @@ class VGPOConfig(TrainingArguments):
             raise ValueError(f"`value_target` must be 'reward' or 'reward_to_go', got {self.value_target!r}.")
         if self.value_loss_type not in ("mse", "exp_mse"):
             raise ValueError(f"`value_loss_type` must be 'mse' or 'exp_mse', got {self.value_loss_type!r}.")
+        positive = {"max_patches": self.max_patches, "num_draws": self.num_draws, "value_steps": self.value_steps,
+                    "discriminator_steps": self.discriminator_steps, "num_inference_steps": self.num_inference_steps,
+                    "max_tokens_per_sample": self.max_tokens_per_sample, "adm_real_max_patches":
+                    self.adm_real_max_patches}  # fmt: skip
+        for name, value in positive.items():
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value}.")
+        if not 0 <= self.min_patches <= self.max_patches:
+            raise ValueError(f"`min_patches` must lie in [0, max_patches={self.max_patches}], got {self.min_patches}.")
+        if self.reward_weights is not None and not all(math.isfinite(w) for w in self.reward_weights):
+            raise ValueError(f"`reward_weights` must be finite numbers, got {self.reward_weights}.")
+        if self.value_learning_rate <= 0 or self.discriminator_learning_rate <= 0:
+            raise ValueError("`value_learning_rate` and `discriminator_learning_rate` must be > 0.")
 
 
 __all__ = ["VGPOConfig"]

@@ -303,12 +303,18 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
             self.update_discriminator(rollouts)
         return loss
 
+    def _critic_steps(self, steps_per_policy_step: int) -> int:
+        """Critic steps for one micro-batch: `training_step` runs once per micro-batch, so with gradient accumulation
+        the configured steps per policy step are shared among the micro-batches (at least one each)."""
+        return max(1, round(steps_per_policy_step / self.args.gradient_accumulation_steps))
+
     def update_value_model(self, rollouts: Rollouts) -> None:
-        """Online value update (Alg. 3 lines 4-6): `value_steps` steps of Alg. 1 on the policy's own rollouts."""
+        """Online value update (Alg. 3 lines 4-6): `value_steps` steps of Alg. 1 per policy step on the policy's own
+        rollouts."""
         args, value_model = self.args, self.value_model
         rewards, token_targets = self._value_targets(rollouts)
         value_model.train()
-        for _ in range(args.value_steps):
+        for _ in range(self._critic_steps(args.value_steps)):
             loss, _ = value_training_loss(value_model, value_model, self._model_inputs(rollouts), rewards,
                                           args.value_loss_type, args.num_draws, token_targets=token_targets)
             self.value_optimizer.zero_grad()
@@ -332,7 +338,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         args, disc = self.args, self.discriminator
         real = self._reference_rollouts(fake)
         disc.train()
-        for _ in range(args.discriminator_steps):
+        for _ in range(self._critic_steps(args.discriminator_steps)):
             scores = {}
             for name, rollouts, target in (("fake", fake, -1.0), ("real", real, 1.0)):
                 out = disc(**self._model_inputs(rollouts), num_draws=args.num_draws)
