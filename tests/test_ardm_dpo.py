@@ -260,3 +260,12 @@ def test_two_process_accelerate_launch_trains(tmp_path):
     assert report["num_processes"] == 2
     assert report["changed_parameters"] > 0
     assert report["ranks_agree"]
+
+
+def test_a_diverging_run_raises_instead_of_logging_healthy_numbers(tmp_path):
+    policy = make_policy()
+    data = preference_dataset(policy)
+    trainer = ARDMDPOTrainer(policy, args=dpo_args(tmp_path, learning_rate=1e12, max_steps=6, max_grad_norm=0.0),
+                             train_dataset=data)
+    with pytest.raises(FloatingPointError, match="ARDM-DPO loss is not finite.*learning rate"):
+        trainer.train()

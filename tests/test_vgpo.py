@@ -407,3 +407,23 @@ def test_online_value_steps_are_per_policy_step_under_gradient_accumulation(tmp_
     trainer.value_optimizer.step = lambda *a, **k: (steps.append(1), original(*a, **k))[1]
     trainer.train()
     assert len(steps) == 4  # value_steps per policy step, shared by its two micro-batches
+
+
+def test_non_finite_value_losses_raise_with_their_cause(tmp_path):
+    from ardm_trl.trainer import ValueConfig, ValueTrainer
+
+    policy, value_model = make_models()
+    rows = [{"text_input_ids": [1, 2], "latents": torch.full((4, 4), float("nan")), "reward": 1.0}] * 4
+    args = ValueConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2, use_cpu=True,
+                       save_strategy="no", report_to="none", disable_tqdm=True)
+    before = {n: p.detach().clone() for n, p in value_model.named_parameters()}
+    with pytest.raises(FloatingPointError, match="value loss is not finite.*latents"):
+        ValueTrainer(value_model, args, train_dataset=rows).train()
+    assert all(torch.equal(p, before[n]) for n, p in value_model.named_parameters())
+
+    def enormous(prompts, completions, **kwargs):
+        return [1e30] * len(completions)
+
+    args = vgpo_args(tmp_path, online_value_update=True, value_steps=1, max_steps=1)
+    with pytest.raises(FloatingPointError, match="online value loss"):
+        VGPOTrainer(policy, value_model, enormous, args, train_dataset=dataset()).train()

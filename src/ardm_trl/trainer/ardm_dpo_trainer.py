@@ -18,6 +18,7 @@ from .ardm_utils import NoiseDraws, ardm_kl
 from .base import (
     MetricsMixin,
     ModelCardMixin,
+    check_finite,
     identity_collator,
     prepare_policy_and_reference,
     reference_model_context,
@@ -284,6 +285,8 @@ class ARDMDPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         losses, chosen_rewards, rejected_rewards = dpo_loss(errors[:half], errors[half:], ref_errors[:half],
                                                             ref_errors[half:], args.beta, args.loss_type)
         loss = losses.mean()
+        check_finite(loss, self.state.global_step, "ARDM-DPO loss", "weights already made non-finite by too large a "
+                     "learning rate (lower it), or non-finite latents in the preference pairs.")
         self._record_metric("rewards/chosen", chosen_rewards)
         self._record_metric("rewards/rejected", rejected_rewards)
         self._record_metric("rewards/accuracies", (chosen_rewards > rejected_rewards).float())

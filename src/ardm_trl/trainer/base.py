@@ -142,6 +142,17 @@ def prepare_peft_model(model: nn.Module, peft_config: PeftConfig | None, trainab
     return model
 
 
+def check_finite(loss: torch.Tensor, step: int, term: str, cause: str) -> None:
+    """Raise `FloatingPointError` (before the optimiser step that would write it into the weights) when a loss is NaN
+    or infinite, naming the training step, the loss term and its likely cause. transformers' logging filters
+    non-finite losses (`logging_nan_inf_filter`), so without this a diverged run logs healthy-looking numbers."""
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise FloatingPointError(
+            f"Step {step}: the {term} is not finite ({float(loss.detach().float().mean())}). Likely cause: {cause} "
+            "No update was applied by this step."
+        )
+
+
 def identity_collator(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keep the raw rows: the RL trainers batch them themselves (rollouts, preference pairs) in `_prepare_inputs`."""
     return features
@@ -205,6 +216,7 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
 __all__ = [
     "MetricsMixin",
     "ModelCardMixin",
+    "check_finite",
     "identity_collator",
     "is_peft_model",
     "prepare_peft_model",

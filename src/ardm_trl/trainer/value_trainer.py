@@ -13,7 +13,7 @@ from transformers import Trainer, TrainerCallback
 from ..data.collators import ARDMDataCollator, pad_sequences
 from ..models.ardm import ARDMValueModel
 from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, value_loss
-from .base import MetricsMixin, ModelCardMixin
+from .base import MetricsMixin, ModelCardMixin, check_finite
 from .rollout import AudioDecoder, generate_rollouts, prepare_prompt_batch, score_rollout_tokens, score_rollouts
 from .value_config import ValueConfig
 from .value_evaluation import GuidanceEvaluation, value_reward_correlation
@@ -140,6 +140,8 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
             self.args.max_tokens_per_sample * rewards.shape[0] if self.args.max_tokens_per_sample else None,
             token_targets,
         )
+        check_finite(loss, self.state.global_step, "value loss", "non-finite latents in the value dataset, or "
+                     "weights made non-finite by too large a learning rate.")
         self._record_metric("value/mean", values)
         self._record_metric("value/reward_mean", rewards)
         return (loss, {"values": values}) if return_outputs else loss

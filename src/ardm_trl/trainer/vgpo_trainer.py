@@ -34,6 +34,7 @@ from .ardm_utils import (
 from .base import (
     MetricsMixin,
     ModelCardMixin,
+    check_finite,
     identity_collator,
     prepare_policy_and_reference,
     reference_model_context,
@@ -317,6 +318,8 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         for _ in range(self._critic_steps(args.value_steps)):
             loss, _ = value_training_loss(value_model, value_model, self._model_inputs(rollouts), rewards,
                                           args.value_loss_type, args.num_draws, token_targets=token_targets)
+            check_finite(loss, self.state.global_step, "online value loss", "a reward far outside the rest "
+                         "(normalise it, e.g. `group_normalize=True`) or too large a `value_learning_rate`.")
             self.value_optimizer.zero_grad()
             loss.backward()
             all_reduce_gradients(value_model, self.accelerator)
@@ -344,6 +347,8 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
                 out = disc(**self._model_inputs(rollouts), num_draws=args.num_draws)
                 scores[name] = (out.value, (out.value - target).float().pow(2).mean())
             loss = scores["fake"][1] + scores["real"][1]
+            check_finite(loss, self.state.global_step, "discriminator loss", "too large a "
+                         "`discriminator_learning_rate`, or non-finite rollouts.")
             self.discriminator_optimizer.zero_grad()
             loss.backward()
             all_reduce_gradients(disc, self.accelerator)
