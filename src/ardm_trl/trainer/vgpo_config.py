@@ -11,8 +11,12 @@ from transformers import TrainingArguments
 @dataclass
 class VGPOConfig(TrainingArguments):
     r"""
-    Configuration of [`VGPOTrainer`]. Defaults follow the paper's Sec. 4.1 where they make sense (AdamW, learning
-    rate 1e-6, betas (0.9, 0.95), weight decay 0.01, DDPM with 16 steps, LM guidance 2 in rollouts and in the loss).
+    Configuration of [`VGPOTrainer`]. Optimiser defaults follow the paper's Sec. 4.1 (AdamW, learning rate 1e-6,
+    betas (0.9, 0.95), weight decay 0.01). The paper's learning rate is for its 0.4 B-parameter DiTAR trained for
+    600-15,000 steps; a small model needs a larger one (the bundled 3.3 M-parameter ARDM: ~1e-4), and a decaying
+    schedule (`lr_scheduler_type="cosine"`): at a constant rate the policy ends swinging around the fixed point, and the
+    last step's weights are a random draw from that swing. Sampling settings left at `None` are the policy's own
+    ([`~ardm_trl.models.ardm.sampling_settings`]).
 
     `per_device_train_batch_size` counts prompts; each prompt is sampled `num_generations` times per step.
 
