@@ -1,15 +1,18 @@
-"""ARDM-DPO on the bundled small ARDM: the DPO baseline of the VGPO paper (Task A, F0 variance), with Best-of-K.
+"""ARDM-DPO on the bundled small ARDM: the DPO baseline of the VGPO paper's tables.
 
-Steps: (1) prompts = corpus sentences with zero-shot voice prompts (another utterance of the same speaker);
-(2) preference pairs from `--num_samples` samples per prompt of the base ARDM, ranked by the F0-variance reward
-(`build_preference_dataset`, saved in `<output_dir>/preference_data` and reused); (3) `ARDMDPOTrainer`;
-(4) before / after table (F0V, WER, SIM, KL) on held-out prompts, in the shape of the paper's Table 1, with an
-optional Best-of-K row (`--best_of_k 16`).
+Steps: (1) prompts of a task preset (`ardm_trl.tasks`: Task A, F0 variance of high voices, by default); (2) preference
+pairs of the base model's samples, best against worst of `--num_samples` per prompt by the task's reward, sampled the
+way the policy samples (`build_preference_dataset`, saved in `<output_dir>/preference_data` and reused), or taken
+from a value dataset of `examples/build_value_data.py` (`--pairs_from`); (3) `ARDMDPOTrainer`; (4) Base and ARDM-DPO on
+held-out test prompts x sampling seeds, paired per prompt (mean ± standard error, change against Base, KL).
 
 Usage:
 
-    # the demo: bundled ARDM (pretrained/ardm) and codec (pretrained/speech_codec)
+    # the demo: bundled ARDM (pretrained/ardm) and codec (pretrained/speech_codec), Task A
     accelerate launch examples/ardm_dpo.py
+
+    # the samples VGPO's value model learned from, as pairs; checkpoints for the KL-reward frontier
+    accelerate launch examples/ardm_dpo.py --pairs_from outputs/value_data/f0 --save_steps 20 --max_steps 100
 
     # another ARDM (a folder with the model and its text_vocab.json), stronger KL regularisation, IPO
     accelerate launch examples/ardm_dpo.py --model_name_or_path outputs/my_ardm --beta 400 --loss_type ipo
@@ -17,12 +20,8 @@ Usage:
     # LoRA on the LM's attention (the reference is the same network with adapters disabled)
     accelerate launch examples/ardm_dpo.py --use_peft --lora_r 16 --lora_alpha 32 --lora_target_modules q_proj v_proj
 
-    # all pairs of 4 samples per prompt that differ by more than 5 Hz; a Best-of-16 row in the table
-    accelerate launch examples/ardm_dpo.py --pair_strategy all_pairs --margin 5 --best_of_k 16
-
-    # two processes on the CPU (see ENV-NOTES: `--cpu` silently runs one process); DeepSpeed ZeRO-2 on GPUs
-    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
-        examples/ardm_dpo.py --use_cpu true
+    # two processes; DeepSpeed ZeRO-2
+    accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml examples/ardm_dpo.py
     accelerate launch --config_file examples/accelerate_configs/deepspeed_zero2.yaml examples/ardm_dpo.py
 
     # any ARDMDPOConfig field on the command line or in a YAML file
@@ -33,8 +32,9 @@ The demo overrides some ARDMDPOConfig defaults for its small CPU model (`DEMO_DE
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,15 +45,14 @@ from transformers import AutoModel
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from ardm_trl.audio import load_pretrained_codec
-from ardm_trl.data import build_tts_corpus
-from ardm_trl.data.prompts import voice_prompt_rows
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
-from ardm_trl.evaluation import evaluate_ardm, score_audio
-from ardm_trl.rewards import F0VarianceReward
+from ardm_trl.evaluation import score_samples
+from ardm_trl.models.ardm import sampling_settings, set_sampling_settings
+from ardm_trl.tables import MethodResult, MetricColumn, ResultsTable, write_run_info
+from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer.ardm_dpo_config import ARDMDPOConfig
 from ardm_trl.trainer.ardm_dpo_trainer import ARDMDPOTrainer
-from ardm_trl.trainer.best_of_k import best_of_k
-from ardm_trl.trainer.preference_data import build_preference_dataset
+from ardm_trl.trainer.preference_data import build_preference_dataset, pairs_from_groups
 
 logger = logging.getLogger("ardm_dpo")
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +64,8 @@ DEMO_DEFAULTS = dict(
     output_dir="outputs/ardm-dpo-demo",
     max_steps=40,
     per_device_train_batch_size=4,
-    learning_rate=5e-5,
+    learning_rate=1e-4,
+    lr_scheduler_type="cosine",
     beta=2.0,  # measured: 20 saturates the sigmoid on 120-patch samples (losses up to 21 on wrong pairs)
     num_draws=4,
     logging_steps=1,
@@ -79,124 +79,104 @@ DEMO_DEFAULTS = dict(
 @dataclass
 class ScriptArguments:
     codec_name_or_path: str | None = field(default=None, metadata={"help": "The latent codec (bundled one if None)."})
-    corpus_utterances: int = field(default=240, metadata={"help": "Size of the espeak corpus built for prompts."})
+    task: str = field(default="f0", metadata={"help": "Task preset: 'f0' (Task A) or 'ctc' (Task B)."})
+    corpus_utterances: int = field(default=3000, metadata={"help": "Size of the espeak corpus of the prompts."})
     num_train_prompts: int = field(default=64, metadata={"help": "Prompts whose samples are paired for training."})
-    num_eval_pair_prompts: int = field(default=8, metadata={"help": "Held-out prompts paired for eval accuracy."})
-    num_eval_prompts: int = field(default=8, metadata={"help": "Held-out prompts of the before/after table."})
+    num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts of the before/after table."})
+    eval_seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Sampling seeds of the table."})
     num_samples: int = field(default=4, metadata={"help": "Samples per prompt of the base model (K)."})
     pair_strategy: str = field(default="best_vs_worst", metadata={"help": "'best_vs_worst' or 'all_pairs'."})
-    margin: float = field(default=0.0, metadata={"help": "A pair needs chosen F0V > rejected F0V + margin (Hz)."})
-    max_patches: int = field(default=120, metadata={"help": "Maximum patches per sample."})
-    min_patches: int = field(default=0, metadata={"help": "The stop head is ignored before this many patches."})
-    num_inference_steps: int = field(default=16, metadata={"help": "Denoising steps per patch when sampling."})
-    best_of_k: int = field(default=0, metadata={"help": "Add a Best-of-K row to the table (0: none)."})
+    margin: float = field(default=0.0, metadata={"help": "A pair needs chosen reward > rejected reward + margin."})
+    pairs_from: str | None = field(default=None, metadata={"help": "A value dataset folder (chunk-*.pt) to pair."})
+    temperature: float = field(default=0.25, metadata={"help": "Sampling temperature of pairs and evaluation."})
+    lm_guidance_scale_sampling: float = field(default=1.5, metadata={"help": "LM guidance of pairs and evaluation."})
     rebuild_preference_data: bool = field(default=False, metadata={"help": "Rebuild the pairs even if saved."})
-    eval_seed: int = field(default=1234, metadata={"help": "Sampling seed of the before/after evaluation."})
+    skip_evaluation: bool = field(default=False, metadata={"help": "Train and save only (tables evaluate later)."})
 
 
-def preference_data(policy, rows, reward, codec, script_args, training_args, generation, name: str):
+def preference_data(policy, rows, reward, codec, script_args, training_args, sampling):
     """Pairs of the base model's samples, built once on the main process and saved; the other processes load them."""
-    path = Path(training_args.output_dir) / name
+    path = Path(training_args.output_dir) / "preference_data"
     state = PartialState()
     with state.main_process_first():
         if path.is_dir() and (not script_args.rebuild_preference_data or not state.is_main_process):
             return load_from_disk(str(path))
-        data = build_preference_dataset(
-            policy, rows, reward, num_samples=script_args.num_samples, pair_strategy=script_args.pair_strategy,
-            margin=script_args.margin, audio_decoder=codec, generator=torch.Generator().manual_seed(training_args.seed),
-            **generation,
-        )
+        if script_args.pairs_from:
+            chunks = sorted(Path(script_args.pairs_from).glob("chunk-*.pt"))
+            samples = [row for chunk in chunks for row in torch.load(chunk, weights_only=False)]
+            data = pairs_from_groups(samples, script_args.pair_strategy, script_args.margin)
+        else:
+            data = build_preference_dataset(
+                policy, rows, reward, num_samples=script_args.num_samples, pair_strategy=script_args.pair_strategy,
+                margin=script_args.margin, audio_decoder=codec,
+                generator=torch.Generator().manual_seed(training_args.seed), **sampling,
+            )  # fmt: skip
         if state.is_main_process:
             data.save_to_disk(str(path))
         return data
 
 
-def best_of_k_metrics(policy, rows, reward, codec, k: int, seed: int, generation) -> dict[str, float]:
-    """Table 1's Best-of-K row: the sample of highest reward among `k` per prompt, evaluated like the others."""
-    out = best_of_k(policy, rows, reward, num_samples=k, batch_size=1, audio_decoder=codec,
-                    generator=torch.Generator().manual_seed(seed), **generation)
-    return score_audio(codec.decode_list(out.latents), codec.sampling_rate, out.prompts,
-                       [row["prompt_audio"] for row in rows], metrics=("f0v", "wer", "sim"))
-
-
 def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args: ModelConfig) -> None:
     torch.manual_seed(training_args.seed)
     out_dir = Path(training_args.output_dir)
+    task = get_task(script_args.task)
 
-    # 1. models: the ARDM (policy; the reference is a frozen copy or the policy without adapters) and the codec
+    # 1. models and prompts
     policy = AutoModel.from_pretrained(model_args.model_name_or_path).to(PartialState().device)
     tokenizer = ARDMTextTokenizer.from_pretrained(model_args.model_name_or_path)
     codec = load_pretrained_codec(script_args.codec_name_or_path)
-    reward = F0VarianceReward(codec=codec, unvoiced_value=0.0)  # unvoiced samples rank as 0 Hz
-    generation = dict(max_patches=script_args.max_patches, min_patches=script_args.min_patches,
-                      lm_guidance_scale=training_args.lm_guidance_scale,
-                      num_inference_steps=script_args.num_inference_steps)
+    reward = task.reward(codec)
+    sampling = sampling_settings(policy, temperature=script_args.temperature, max_patches=task.max_patches,
+                                 lm_guidance_scale=script_args.lm_guidance_scale_sampling)  # fmt: skip
+    set_sampling_settings(policy, **{k: v for k, v in sampling.items() if k != "max_patches"})
+    train_rows = task_prompts(task, "train", codec, tokenizer, limit=script_args.num_train_prompts,
+                              corpus_utterances=script_args.corpus_utterances, seed=training_args.seed)  # fmt: skip
+    eval_rows = task_prompts(task, "test", codec, tokenizer, limit=script_args.num_eval_prompts,
+                             corpus_utterances=script_args.corpus_utterances)  # fmt: skip
 
-    # 2. prompts (voice prompts from other utterances of the same speaker) and preference pairs of the base model
-    corpus = build_tts_corpus(num_utterances=script_args.corpus_utterances, seed=training_args.seed)
-    train_rows = voice_prompt_rows(corpus["train"], codec, tokenizer, limit=script_args.num_train_prompts,
-                                   seed=training_args.seed)
-    test_rows = voice_prompt_rows(corpus["test"], codec, tokenizer, seed=1,
-                                  limit=script_args.num_eval_prompts + script_args.num_eval_pair_prompts)
-    eval_rows, pair_rows = test_rows[:script_args.num_eval_prompts], test_rows[script_args.num_eval_prompts:]
-
-    def without_audio(rows):
-        return [{k: v for k, v in row.items() if k != "prompt_audio"} for row in rows]
-
-    train_pairs = preference_data(policy, without_audio(train_rows), reward, codec, script_args, training_args,
-                                  generation, "preference_data")
-    eval_pairs = None
-    if pair_rows:
-        eval_pairs = preference_data(policy, without_audio(pair_rows), reward, codec, script_args, training_args,
-                                     generation, "preference_data_eval")
-    logger.info("%d training pairs, %s held-out pairs", len(train_pairs), len(eval_pairs) if eval_pairs else 0)
-
+    # 2. preference pairs
+    start = time.perf_counter()
+    train_pairs = preference_data(policy, [{k: v for k, v in r.items() if k != "prompt_audio"} for r in train_rows],
+                                  reward, codec, script_args, training_args, sampling)  # fmt: skip
+    logger.info("%d training pairs", len(train_pairs))
+    metrics = ["f0v", "ctc_nll", "sim"] if task.name == "f0" else ["ctc_nll", "sim"]
     state = PartialState()
-    results = {}
-    if state.is_main_process:
-        results["Base"] = evaluate_ardm(policy, eval_rows, codec, seed=script_args.eval_seed, **generation).metrics
-        if script_args.best_of_k:
-            results[f"Best-of-{script_args.best_of_k}"] = best_of_k_metrics(
-                policy, eval_rows, reward, codec, script_args.best_of_k, script_args.eval_seed, generation)
+    before = None
+    if state.is_main_process and not script_args.skip_evaluation:
+        policy.eval()
+        before = score_samples(policy, eval_rows, codec, script_args.eval_seeds, metrics, **sampling)
 
-    # 3. ARDM-DPO
-    trainer = ARDMDPOTrainer(policy, args=training_args, train_dataset=train_pairs, eval_dataset=eval_pairs,
+    # 3. ARDM-DPO (the loss's LM guidance is the sampling one unless --lm_guidance_scale is given)
+    policy.train()
+    trainer = ARDMDPOTrainer(policy, args=training_args, train_dataset=train_pairs,
                              peft_config=get_peft_config(model_args))
     trainer.train()
-    held_out = {}
-    if eval_pairs is not None:
-        trainer.evaluate()  # the implicit reward -beta (e_theta - e_ref) on pairs of unseen prompts
-        held_out = trainer.state.log_history[-1]
+    train_seconds = time.perf_counter() - start
 
-    # 4. before / after, in the shape of the paper's Table 1
-    if trainer.accelerator.is_main_process:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        after = evaluate_ardm(model, eval_rows, codec, reference=trainer.ref_model, compute_kl=True,
-                              seed=script_args.eval_seed, **generation)
-        results[f"DPO ({trainer.state.global_step} steps, beta={training_args.beta:g})"] = after.metrics
-        lines = ["| Method | F0V (Hz) ↑ | WER (%) ↓ | SIM ↑ | KL ↓ |", "|---|---|---|---|---|"]
-        for name, m in results.items():
-            if name == "held_out_pairs":
-                continue
-            kl = m.get("kl")
-            lines.append(f"| {name} | {m['f0v']:.2f} | {m['wer']:.1f} | {m.get('sim', float('nan')):.3f} | "
-                         f"{'—' if kl is None else f'{kl:.4f}'} |")
-        table = "\n".join(lines)
-        print(f"\nARDM-DPO F0-variance demo ({len(eval_rows)} held-out prompts, seed {script_args.eval_seed}):")
-        print(table)
-        if held_out:
-            print(f"held-out pairs ({len(eval_pairs)}): implicit-reward accuracy "
-                  f"{held_out['eval_rewards/accuracies']:.3f}, margin {held_out['eval_rewards/margins']:.3f}")
-            results["held_out_pairs"] = {k: v for k, v in held_out.items() if k.startswith("eval_")}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.md").write_text(table + "\n")
-        (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    # 4. before / after on held-out prompts, paired
+    command = "accelerate launch examples/ardm_dpo.py " + " ".join(sys.argv[1:])
+    if trainer.accelerator.is_main_process and before is not None:
+        model = trainer.accelerator.unwrap_model(trainer.model).eval()
+        after = score_samples(model, eval_rows, codec, script_args.eval_seeds, metrics, reference=trainer.ref_model,
+                              compute_kl=True, **sampling)  # fmt: skip
+        columns = [MetricColumn("ctc_nll", "CTC NLL ↓", ".3f", False), MetricColumn("sim", "SIM ↑", ".3f")]
+        if task.name == "f0":
+            columns.insert(0, MetricColumn("f0v", "F0V (Hz) ↑", ".1f"))
+        table = ResultsTable(f"ARDM-DPO: {task.title}", columns, before.prompt_ids, before.seeds,
+                             meta={"command": command})  # fmt: skip
+        table.add(MethodResult("Base", before.scores))
+        table.add(MethodResult(f"ARDM-DPO (β={training_args.beta:g})", after.scores, kl=after.kl,
+                               train_seconds=train_seconds))  # fmt: skip
+        table.save(out_dir / "results.json")
+        print(table.markdown())
 
     # 5. save (and push)
     trainer.save_model(str(out_dir / "model"))
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(out_dir / "model"))
-    trainer.create_model_card(dataset_name=f"F0V preference pairs of espeak corpus prompts ({len(train_pairs)} pairs)")
+        write_run_info(out_dir / "model", train_seconds, command, task=task.name, sampling=sampling,
+                       pairs=len(train_pairs))  # fmt: skip
+    trainer.create_model_card(dataset_name=f"{task.title}: preference pairs ({len(train_pairs)} pairs)")
     if training_args.push_to_hub:
         trainer.push_to_hub()
     trainer.accelerator.wait_for_everyone()

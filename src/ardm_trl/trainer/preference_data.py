@@ -52,6 +52,37 @@ def select_pairs(scores: torch.Tensor, pair_strategy: str = "best_vs_worst", mar
     return [(i, j) for i in range(num) for j in range(num) if scores[i] > scores[j] + margin]
 
 
+def pairs_from_groups(
+    rows: Sequence[dict[str, Any]],
+    pair_strategy: str = "best_vs_worst",
+    margin: float = 0.0,
+    group_column: str = "group_id",
+    reward_column: str = "reward",
+) -> Dataset:
+    """Preference pairs from samples already drawn and scored, e.g. a value dataset ([`build_value_dataset`]): the
+    rows of each group (the samples of one prompt) are paired by [`select_pairs`] on their reward, so ARDM-DPO and the
+    value model of VGPO can learn from the same samples.
+
+    Rows need `latents`, the reward and group columns, and the prompt columns (`prompt`, `text_input_ids`, optional
+    `prompt_latents`); every other column of the chosen row is kept.
+    """
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row[group_column], []).append(row)
+    records = []
+    for members in groups.values():
+        scores = torch.tensor([float(m[reward_column]) for m in members])
+        for chosen, rejected in select_pairs(scores, pair_strategy, margin):
+            record = {k: _plain(v) for k, v in members[chosen].items()
+                      if k not in ("latents", reward_column, "token_rewards", "value_targets")}  # fmt: skip
+            record.update(chosen=_plain(members[chosen]["latents"]), rejected=_plain(members[rejected]["latents"]),
+                          chosen_score=float(scores[chosen]), rejected_score=float(scores[rejected]))
+            records.append(record)
+    if not records:
+        raise ValueError("No preference pairs: every group's samples tie (or differ by less than `margin`).")
+    return Dataset.from_list(records)
+
+
 def _plain(value: Any) -> Any:
     """Tensors become nested lists, so `Dataset.from_list` stores them like any other column."""
     return value.tolist() if isinstance(value, torch.Tensor) else value
@@ -245,6 +276,7 @@ def collate_preference_pairs(
 
 
 __all__ = [
+    "pairs_from_groups",
     "PAIR_STRATEGIES",
     "PreferenceBatch",
     "build_preference_dataset",
