@@ -43,6 +43,7 @@ from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer import best_of_k
 
 logger = logging.getLogger("paper_table")
+ROOT = Path(__file__).resolve().parents[1]
 
 COLUMNS = {
     "f0": [MetricColumn("f0v", "F0V (Hz) ↑", ".1f"), MetricColumn("ctc_nll", "NLL ↓", ".3f", False),
@@ -204,7 +205,7 @@ def plot_frontier(table: ResultsTable, runs: dict[str, list[str]], path: Path) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=["f0", "ctc"], required=True)
-    parser.add_argument("--model", default="pretrained/ardm", help="The base ARDM (with text_vocab.json).")
+    parser.add_argument("--model", default=str(ROOT / "pretrained" / "ardm"), help="The base ARDM (text_vocab.json).")
     parser.add_argument("--split", default="test", choices=["validation", "test"])
     parser.add_argument("--num_prompts", type=int, default=32)
     parser.add_argument("--corpus_utterances", type=int, default=3000)
