@@ -129,10 +129,11 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
     sampling = sampling_settings(policy, temperature=script_args.temperature, max_patches=task.max_patches,
                                  lm_guidance_scale=script_args.lm_guidance_scale_sampling)  # fmt: skip
     set_sampling_settings(policy, **{k: v for k, v in sampling.items() if k != "max_patches"})
-    train_rows = task_prompts(task, "train", codec, tokenizer, limit=script_args.num_train_prompts,
-                              corpus_utterances=script_args.corpus_utterances, seed=training_args.seed)  # fmt: skip
-    eval_rows = task_prompts(task, "test", codec, tokenizer, limit=script_args.num_eval_prompts,
-                             corpus_utterances=script_args.corpus_utterances)  # fmt: skip
+    with PartialState().main_process_first():  # the first process builds and caches the corpus, the others load it
+        train_rows = task_prompts(task, "train", codec, tokenizer, limit=script_args.num_train_prompts,
+                                  corpus_utterances=script_args.corpus_utterances, seed=training_args.seed)
+        eval_rows = task_prompts(task, "test", codec, tokenizer, limit=script_args.num_eval_prompts,
+                                 corpus_utterances=script_args.corpus_utterances)  # fmt: skip
 
     # 2. preference pairs
     start = time.perf_counter()

@@ -120,7 +120,7 @@ def main() -> None:
     trainer.save_model(str(out))
     value_model.eval()
     normalized_eval = prepare_value_rewards(eval_rows, args.reward_column, args.group_column, args.group_normalize,
-                                            args.value_target)
+                                            args.value_target, args.value_discount)
     report = {
         "command": "python examples/train_value.py " + " ".join(sys.argv[1:]),
         "sampling": sampling,
@@ -129,7 +129,7 @@ def main() -> None:
         "eval_correlation": value_reward_correlation(value_model, normalized_eval, args.reward_column),
         "train_correlation": value_reward_correlation(value_model, prepare_value_rewards(
             train_rows[: len(eval_rows)], args.reward_column, args.group_column, args.group_normalize,
-            args.value_target)),
+            args.value_target, args.value_discount)),
     }
     gain = measure_guidance_gain(policy, value_model, prompts, reward, script_args.guidance_scales,
                                  script_args.final_guidance_seeds, audio_decoder=codec, **sampling)

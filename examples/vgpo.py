@@ -40,6 +40,7 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
+from accelerate import PartialState
 from transformers import AutoModel
 from trl import TrlParser
 
@@ -164,11 +165,13 @@ def main() -> None:
     reward = task.reward(codec)
 
     # 2. prompts: training rows from the train split; held-out test sentences (half in held-out voices)
-    train_rows = task_prompts(task, "train", codec, tokenizer, limit=script_args.num_train_prompts,
-                              corpus_utterances=script_args.corpus_utterances, seed=training_args.seed,
-                              include_target_latents=task.value_source == "corpus")  # fmt: skip
-    eval_rows = task_prompts(task, "test", codec, tokenizer, limit=script_args.num_eval_prompts,
-                             corpus_utterances=script_args.corpus_utterances)  # fmt: skip
+    state = PartialState()
+    with state.main_process_first():  # the first process builds and caches the corpus, the others load it
+        train_rows = task_prompts(task, "train", codec, tokenizer, limit=script_args.num_train_prompts,
+                                  corpus_utterances=script_args.corpus_utterances, seed=training_args.seed,
+                                  include_target_latents=task.value_source == "corpus")  # fmt: skip
+        eval_rows = task_prompts(task, "test", codec, tokenizer, limit=script_args.num_eval_prompts,
+                                 corpus_utterances=script_args.corpus_utterances)  # fmt: skip
     logger.info("%d training prompts, %d held-out prompts", len(train_rows), len(eval_rows))
 
     # 3. the value model (Alg. 1)
@@ -180,8 +183,10 @@ def main() -> None:
     sampling = dict(temperature=training_args.temperature, lm_guidance_scale=training_args.lm_guidance_scale,
                     num_inference_steps=training_args.num_inference_steps, max_patches=training_args.max_patches)
     metrics = ["ctc_nll", "sim"] if task.name == "ctc" else ["f0v", "ctc_nll", "sim"]
-    policy.eval()
-    before = score_samples(policy, eval_rows, codec, script_args.eval_seeds, metrics, keep_audio=True, **sampling)
+    before = None
+    if state.is_main_process:
+        policy.eval()
+        before = score_samples(policy, eval_rows, codec, script_args.eval_seeds, metrics, keep_audio=True, **sampling)
 
     # 5. VGPO (Alg. 3)
     peft_config = None

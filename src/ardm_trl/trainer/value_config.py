@@ -32,6 +32,9 @@ class ValueConfig(TrainingArguments):
             `"reward_to_go"`, the rewards of tokens `n` onwards (rows need per-patch `token_rewards`); both have the
             same gradient w.r.t. `x_n^t` when the reward is a sum over tokens, and the reward-to-go leaves out the
             noise of the tokens already generated (see `docs/vgpo_trainer.md`).
+        value_discount (`float`, *optional*, defaults to `1.0`):
+            With `value_target="reward_to_go"`, the discount of later tokens' rewards (`1`: the plain reward-to-go;
+            below 1, less noise from far tokens and a bias towards the current token's near effect).
     """
 
     loss_type: str = field(default="mse", metadata={"help": "'mse' (Eq. 13) or 'exp_mse' (Eq. 32, soft value)."})
@@ -41,6 +44,7 @@ class ValueConfig(TrainingArguments):
     reward_column: str = field(default="reward", metadata={"help": "Dataset column with the trajectory reward."})
     group_column: str = field(default="group_id", metadata={"help": "Dataset column with the prompt/group id."})
     value_target: str = field(default="reward", metadata={"help": "'reward' (Eq. 13) or 'reward_to_go'."})
+    value_discount: float = field(default=1.0, metadata={"help": "Discount of later tokens in the reward-to-go."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the trainer reads raw rows."})
 
@@ -50,6 +54,8 @@ class ValueConfig(TrainingArguments):
             raise ValueError(f"`loss_type` must be 'mse' or 'exp_mse', got {self.loss_type!r}.")
         if self.value_target not in ("reward", "reward_to_go"):
             raise ValueError(f"`value_target` must be 'reward' or 'reward_to_go', got {self.value_target!r}.")
+        if not 0.0 <= self.value_discount <= 1.0:
+            raise ValueError(f"`value_discount` must lie in [0, 1], got {self.value_discount}.")
         if self.num_draws < 1:
             raise ValueError(f"`num_draws` must be >= 1, got {self.num_draws}.")
 

@@ -101,10 +101,10 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
         self.guidance_evaluation = guidance_evaluation
         if train_dataset is not None:
             train_dataset = prepare_value_rewards(train_dataset, args.reward_column, args.group_column,
-                                                  args.group_normalize, args.value_target)  # fmt: skip
+                                                  args.group_normalize, args.value_target, args.value_discount)
         if eval_dataset is not None:
             eval_dataset = prepare_value_rewards(eval_dataset, args.reward_column, args.group_column,
-                                                 args.group_normalize, args.value_target)  # fmt: skip
+                                                 args.group_normalize, args.value_target, args.value_discount)
         collator = ValueDataCollator(model.config.patch_size, args.reward_column, args.group_column,
                                      model.config.text_pad_token_id)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -147,18 +147,35 @@ class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
         return (loss, {"values": values}) if return_outputs else loss
 
 
-def rewards_to_go(
-    token_rewards: Sequence[Sequence[float]], group_ids: Sequence[Any], normalize: bool
-) -> list[list[float]]:
-    """Per-token value targets from per-token rewards: the reward-to-go `G_n = sum_{m >= n} r_m` of every token.
+def discounted_cumsum(rewards: Sequence[float], discount: float = 1.0) -> torch.Tensor:
+    """`G_n = sum_{m >= n} discount^(m - n) r_m` for every `n` (float64)."""
+    values = torch.as_tensor(list(rewards), dtype=torch.float64)
+    out = torch.empty_like(values)
+    running = 0.0
+    for n in range(values.numel() - 1, -1, -1):
+        running = float(values[n]) + discount * running
+        out[n] = running
+    return out
 
-    The value of a prefix differs from the value of its reward-to-go by the rewards already collected, which do not
-    depend on the current token: both have the same gradient w.r.t. `x_n^t`, the quantity guidance and VGPO use, but
-    the reward-to-go leaves out the past tokens' noise. With `normalize` (VGPO Sec. 4.3), each group's targets are
-    centred per position (minus the group's mean `G_n` over the samples that have token `n`) and divided by the
-    standard deviation of the group's total rewards `G_0`; at `n = 0` this is the usual group normalisation.
+
+def rewards_to_go(
+    token_rewards: Sequence[Sequence[float]], group_ids: Sequence[Any], normalize: bool, discount: float = 1.0
+) -> list[list[float]]:
+    """Per-token value targets from per-token rewards: the reward-to-go `G_n = sum_{m >= n} discount^(m - n) r_m`.
+
+    With `discount = 1`, the value of a prefix differs from the value of its reward-to-go by the rewards already
+    collected, which do not depend on the current token: both have the same gradient w.r.t. `x_n^t`, the quantity
+    guidance and VGPO use, but the reward-to-go leaves out the past tokens' noise. A `discount` below 1 also damps the
+    noise of the tokens far ahead, at the price of a bias: the value then sees the current token's effect on the
+    next `~1 / (1 - discount)` tokens only (`0`: its own reward). With `normalize` (VGPO Sec. 4.3), each group's
+    targets are centred per position (minus the group's mean `G_n` over the samples that have token `n`) and divided
+    by the standard deviation of the group's total rewards; at `n = 0` with `discount = 1` this is the usual group
+    normalisation.
     """
-    totals = [torch.as_tensor(list(r), dtype=torch.float64).flip(0).cumsum(0).flip(0) for r in token_rewards]
+    if not 0.0 <= discount <= 1.0:
+        raise ValueError(f"`discount` must lie in [0, 1], got {discount}.")
+    sums = [torch.as_tensor(list(r), dtype=torch.float64).sum() for r in token_rewards]
+    totals = [discounted_cumsum(r, discount) for r in token_rewards]
     if not normalize:
         return [t.tolist() for t in totals]
     by_group: dict[Any, list[int]] = {}
@@ -173,7 +190,8 @@ def rewards_to_go(
             padded[row, : totals[i].numel()] = totals[i]
             present[row, : totals[i].numel()] = True
         baseline = (padded * present).sum(0) / present.sum(0).clamp_min(1)  # (N,) mean G_n per position
-        scale = padded[:, 0].std(unbiased=False) if len(members) > 1 else torch.tensor(0.0, dtype=torch.float64)
+        group_sums = torch.stack([sums[i] for i in members])
+        scale = group_sums.std(unbiased=False) if len(members) > 1 else torch.tensor(0.0, dtype=torch.float64)
         for row, i in enumerate(members):
             centred = padded[row, : totals[i].numel()] - baseline[: totals[i].numel()]
             out[i] = (centred / (scale + 1e-6) if scale > 0 else torch.zeros_like(centred)).tolist()
@@ -181,7 +199,12 @@ def rewards_to_go(
 
 
 def prepare_value_rewards(
-    dataset: Any, reward_column: str, group_column: str, normalize: bool, value_target: str = "reward"
+    dataset: Any,
+    reward_column: str,
+    group_column: str,
+    normalize: bool,
+    value_target: str = "reward",
+    discount: float = 1.0,
 ) -> Any:
     """Check a value dataset's rewards and, with `normalize`, replace them by their per-group normalisation over *all*
     of each group's rows (VGPO Sec. 4.3: `(r - mean) / std` over the G samples of a prompt; a shuffled batch rarely
@@ -231,7 +254,7 @@ def prepare_value_rewards(
             raise ValueError("`value_target='reward_to_go'` needs a `token_rewards` column (per-patch rewards: "
                              "`build_value_dataset(..., token_rewards=True)`).")  # fmt: skip
         tokens = dataset["token_rewards"] if is_hf else [row["token_rewards"] for row in dataset]
-        new_columns["value_targets"] = rewards_to_go(tokens, groups or list(range(len(rewards))), normalize)
+        new_columns["value_targets"] = rewards_to_go(tokens, groups or list(range(len(rewards))), normalize, discount)
     if not new_columns:
         return dataset
     if is_hf:
@@ -348,6 +371,7 @@ __all__ = [
     "build_corpus_value_dataset",
     "build_value_dataset",
     "prepare_value_rewards",
+    "discounted_cumsum",
     "rewards_to_go",
     "train_value_model",
     "value_training_loss",

@@ -71,6 +71,8 @@ class VGPOConfig(TrainingArguments):
         value_target (`str`, *optional*, defaults to `"reward"`):
             Targets of the online value update: `"reward"` or `"reward_to_go"` (per-token rewards from the reward
             functions' `token_rewards`; see [`ValueConfig`]).
+        value_discount (`float`, *optional*, defaults to `1.0`):
+            Discount of later tokens in the online update's reward-to-go (see [`ValueConfig`]).
 
         > Adversarial distribution matching (Sec. 3.4)
 
@@ -108,6 +110,7 @@ class VGPOConfig(TrainingArguments):
     value_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the value model."})
     value_loss_type: str = field(default="mse", metadata={"help": "'mse' (Eq. 13) or 'exp_mse' (Eq. 32)."})
     value_target: str = field(default="reward", metadata={"help": "'reward' or 'reward_to_go' (online update)."})
+    value_discount: float = field(default=1.0, metadata={"help": "Discount of later tokens in the reward-to-go."})
     use_adm: bool = field(default=False, metadata={"help": "Adversarial distribution matching (Sec. 3.4)."})
     w_adm: float = field(default=0.125, metadata={"help": "Weight w_A of the adversarial term (Eq. 18)."})
     discriminator_steps: int = field(default=10, metadata={"help": "Discriminator steps per policy step."})
@@ -135,6 +138,8 @@ class VGPOConfig(TrainingArguments):
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature}.")
         if self.value_target not in ("reward", "reward_to_go"):
             raise ValueError(f"`value_target` must be 'reward' or 'reward_to_go', got {self.value_target!r}.")
+        if not 0.0 <= self.value_discount <= 1.0:
+            raise ValueError(f"`value_discount` must lie in [0, 1], got {self.value_discount}.")
         if self.value_loss_type not in ("mse", "exp_mse"):
             raise ValueError(f"`value_loss_type` must be 'mse' or 'exp_mse', got {self.value_loss_type!r}.")
         positive = {"max_patches": self.max_patches, "num_draws": self.num_draws, "value_steps": self.value_steps,

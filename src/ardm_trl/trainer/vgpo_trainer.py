@@ -233,7 +233,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         if rollouts.token_rewards is None:
             return rewards, None
         targets = rewards_to_go([t.tolist() for t in rollouts.token_rewards], rollouts.group_ids.tolist(),
-                                self.args.group_normalize)  # fmt: skip
+                                self.args.group_normalize, self.args.value_discount)  # fmt: skip
         padded, _ = pad_sequences([torch.tensor(t, dtype=torch.float32) for t in targets])
         return rewards, padded.to(rewards.device)
 

@@ -1,0 +1,54 @@
+"""The RL examples end to end with tiny settings, as documented: `examples/vgpo.py` and `examples/ardm_dpo.py` in one
+process, and under `accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml` on 2 CPU ranks."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import accelerate_launch, run_repo_script
+
+from ardm_trl.models.ardm import sampling_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.speech
+
+TINY_VGPO = ["--value_model_name_or_path", "none", "--value_pretrain_steps", "2", "--max_steps", "2",
+             "--num_train_prompts", "4", "--num_eval_prompts", "2", "--eval_seeds", "0", "--corpus_utterances", "120",
+             "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_patches", "24",
+             "--num_inference_steps", "2", "--num_threads", "1"]  # fmt: skip
+TINY_DPO = ["--max_steps", "2", "--num_train_prompts", "4", "--num_eval_prompts", "2", "--eval_seeds", "0",
+            "--corpus_utterances", "120", "--num_samples", "2", "--per_device_train_batch_size", "2"]  # fmt: skip
+
+
+def check_saved_policy(folder: Path) -> None:
+    from ardm_trl import ARDMForSpeechSynthesis
+
+    model = ARDMForSpeechSynthesis.from_pretrained(folder)
+    assert sampling_settings(model)["temperature"] == 0.25  # the setting it was trained and evaluated at
+    assert (folder / "text_vocab.json").is_file() and (folder / "run_info.json").is_file()
+
+
+def test_vgpo_example_trains_evaluates_and_saves(tmp_path):
+    out = tmp_path / "vgpo"
+    completed = run_repo_script("examples/vgpo.py", *TINY_VGPO, "--output_dir", out, timeout=900)
+    assert "| VGPO |" in completed.stdout and "± " in completed.stdout
+    table = json.loads((out / "results.json").read_text())
+    assert [row["name"] for row in table["rows"]] == ["Base", "VGPO"]
+    check_saved_policy(out / "model")
+    assert (out / "model" / "value_model").is_dir()
+
+
+def test_ardm_dpo_example_trains_evaluates_and_saves(tmp_path):
+    out = tmp_path / "dpo"
+    completed = run_repo_script("examples/ardm_dpo.py", *TINY_DPO, "--output_dir", out, timeout=900)
+    assert "ARDM-DPO (β=2)" in completed.stdout
+    check_saved_policy(out / "model")
+
+
+@pytest.mark.parametrize("script, tiny, port", [("examples/vgpo.py", TINY_VGPO, 29631),
+                                                ("examples/ardm_dpo.py", TINY_DPO, 29632)])
+def test_examples_run_on_two_processes_with_the_documented_config(tmp_path, script, tiny, port):
+    completed = accelerate_launch(ROOT / script, *tiny, "--output_dir", tmp_path / "out", port=port,
+                                  config_file=ROOT / "examples" / "accelerate_configs" / "multi_gpu.yaml", timeout=1200)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    check_saved_policy(tmp_path / "out" / "model")
