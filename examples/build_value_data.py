@@ -37,11 +37,12 @@ from ardm_trl.trainer import build_value_dataset
 logger = logging.getLogger("build_value_data")
 
 
-def add_token_rewards(path: Path, reward, codec, patch_size: int) -> None:
-    """Give the rows of a chunk saved without per-patch rewards their `token_rewards` (rows whose reward has no
-    decomposition are dropped); the chunk is rewritten under a temporary name and renamed."""
+def add_token_rewards(path: Path, reward, codec, patch_size: int, output: Path, force: bool = False) -> None:
+    """Give the rows of a chunk their per-patch `token_rewards` and `reward` by `reward` (rows it gives no reward are
+    dropped), written to `output` under a temporary name and renamed. Without `force`, chunks whose rows all have
+    token rewards are left alone."""
     records = torch.load(path, weights_only=False)
-    if all("token_rewards" in r for r in records):
+    if not force and all("token_rewards" in r for r in records):
         return
     start = time.perf_counter()
     audio = codec.decode_list([r["latents"] for r in records])
@@ -50,17 +51,17 @@ def add_token_rewards(path: Path, reward, codec, patch_size: int) -> None:
                                   sampling_rate=codec.sampling_rate, token_seconds=patch_size / codec.frame_rate,
                                   num_tokens=num_tokens)  # fmt: skip
     kept = [dict(r, token_rewards=t.tolist(), reward=float(t.sum())) for r, t in zip(records, tokens) if t is not None]
-    partial = path.with_suffix(".partial")
+    partial = output.with_suffix(".partial")
     torch.save(kept, partial)
-    partial.replace(path)
-    logger.info("%s: per-patch rewards for %d rows, %.0f s", path.name, len(kept), time.perf_counter() - start)
+    partial.replace(output)
+    logger.info("%s: per-patch rewards for %d rows, %.0f s", output.name, len(kept), time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pretrained/ardm", help="The ARDM that samples (with text_vocab.json).")
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--task", default="ctc", choices=["ctc", "f0"], help="Task preset: prompts and reward.")
+    parser.add_argument("--task", default="ctc", choices=["ctc", "f0", "pitch"], help="Task preset: prompts, reward.")
     parser.add_argument("--corpus_utterances", type=int, default=3000)
     parser.add_argument("--num_prompts", type=int, default=512, help="Training prompts (train split).")
     parser.add_argument("--num_generations", type=int, default=8, help="Samples per prompt.")
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--token_rewards", type=int, default=1, help="1: also store per-patch rewards.")
     parser.add_argument("--rescore", action="store_true", help="Add per-patch rewards to existing chunks only.")
+    parser.add_argument("--source_dir", help="With --rescore: score the chunks of this folder by the task's reward "
+                        "into --output_dir (the same samples, another reward).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -96,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     for chunk in range(args.shard, num_chunks, args.num_shards):
         path = out / f"chunk-{chunk:05d}.pt"
         if args.rescore:
-            if path.exists():
-                add_token_rewards(path, reward, codec, policy.config.patch_size)
+            source = Path(args.source_dir) / path.name if args.source_dir else path
+            if source.exists() and not (args.source_dir and path.exists()):
+                add_token_rewards(source, reward, codec, policy.config.patch_size, path, force=bool(args.source_dir))
             continue
         if path.exists():
             continue

@@ -5,6 +5,8 @@ samples in RL.
 - Task A (`"f0"`): F0 variance, expressiveness (paper Table 1).
 - Task B (`"ctc"`): CTC log-likelihood of the text (hama's phoneme recogniser), on a corpus rich in hard, repetitive
   sentences (paper Table 3).
+- Pitch control (`"pitch"`): the mean pitch in semitones, a reward that a codec round trip keeps and whose value is
+  learnable from a few thousand samples (not in the paper; the demo's task).
 
 Prompt splits: `"train"` rows come from the corpus' train split (sentences and voices the bundled ARDM was trained
 on); `"validation"` and `"test"` from its test split (held-out sentences, half of them in held-out voices), divided by
@@ -28,7 +30,7 @@ class SpeechTask:
     """A task preset.
 
     Args:
-        name (`str`): `"f0"` or `"ctc"`.
+        name (`str`): `"f0"`, `"ctc"` or `"pitch"`.
         title (`str`): the paper's name for it.
         hard_fraction (`float`): share of hard repetitive sentences in its corpus.
         max_patches (`int`): rollout length limit (patches of the bundled ARDM: 4 frames at ~43 Hz, ~93 ms).
@@ -47,11 +49,13 @@ class SpeechTask:
 
     def reward(self, codec: Any) -> Any:
         """The task's reward function, reading samples through `codec`."""
-        from .rewards import CTCLogLikelihoodReward, F0VarianceReward
+        from .rewards import CTCLogLikelihoodReward, F0VarianceReward, PitchLevelReward
 
         if self.name == "ctc":
             # a sample too short to say its text gets a poor score (5 nats per phoneme; corpus audio scores ~0.85)
             return CTCLogLikelihoodReward(codec=codec, unaligned_value=-5.0)
+        if self.name == "pitch":
+            return PitchLevelReward(codec=codec, unvoiced_value=0.0)
         # a sample with no voiced frames has no F0 movement: 0 rather than no reward, so every sample can be ranked
         return F0VarianceReward(codec=codec, unvoiced_value=0.0)
 
@@ -62,13 +66,15 @@ TASKS: dict[str, SpeechTask] = {
     # the bundled codec keeps the pitch of high voices only (benchmarks/f0_reliability.py): Task A uses them
     "f0": SpeechTask("f0", "Task A: F0 variance (VGPO paper, Table 1), high voices", hard_fraction=0.15,
                      max_patches=48, value_source="samples", min_voice_pitch="high"),
+    "pitch": SpeechTask("pitch", "Pitch control: speak higher (semitones above 100 Hz), high voices", hard_fraction=0.15,
+                        max_patches=48, value_source="samples", min_voice_pitch="high"),
 }
 
 _PITCH_ORDER = ("low", "mid", "high")
 
 
 def get_task(name: str) -> SpeechTask:
-    """The preset called `name` (`"f0"` or `"ctc"`)."""
+    """The preset called `name` (`"f0"`, `"ctc"` or `"pitch"`)."""
     if name not in TASKS:
         raise ValueError(f"Unknown task {name!r}: use one of {sorted(TASKS)}.")
     return TASKS[name]

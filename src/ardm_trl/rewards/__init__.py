@@ -13,6 +13,7 @@ from .ctc import CTCLogLikelihoodReward, ctc_log_likelihood, text_to_phonemes
 from .evaluation import DEFAULT_METRICS, evaluate_speech, score_speech
 from .f0 import F0VarianceReward, bandpass_f0, f0_track, f0_variance
 from .normalization import group_normalize
+from .pitch import PitchLevelReward, pitch_semitones
 from .quality import DNSMOSReward, dnsmos
 from .speaker import SpeakerSimilarityReward, speaker_embedding, speaker_similarity
 from .voice_pitch import VoicePitchReference, median_f0, resynthesis_pitch_reference
@@ -23,6 +24,7 @@ __all__ = [
     "DNSMOSReward",
     "ErrorRateReward",
     "F0VarianceReward",
+    "PitchLevelReward",
     "SpeakerSimilarityReward",
     "SpeechCodec",
     "SpeechReward",
@@ -37,6 +39,7 @@ __all__ = [
     "f0_variance",
     "group_normalize",
     "median_f0",
+    "pitch_semitones",
     "resynthesis_pitch_reference",
     "normalize_text",
     "speaker_embedding",
