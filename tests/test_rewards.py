@@ -449,3 +449,27 @@ def test_f0_reward_can_score_unvoiced_samples_with_a_fill_value():
     assert F0VarianceReward()(prompts=["a"], completions=None, audio=[silence], sampling_rate=22050) == [None]
     assert F0VarianceReward(unvoiced_value=0.0)(prompts=["a"], completions=None, audio=[silence],
                                                 sampling_rate=22050) == [0.0]
+
+
+def _tone(freq, seconds=1.0, sr=16000):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr
+
+
+@pytest.mark.speech
+def test_pitch_level_reads_semitones_and_spreads_over_tokens():
+    from ardm_trl.rewards import PitchLevelReward
+
+    low, sr = _tone(200.0)
+    high, _ = _tone(400.0)
+    reward = PitchLevelReward(method="ac")
+    values = reward(audio=[low, high], sampling_rate=sr)
+    assert values[0] == pytest.approx(12.0, abs=0.3) and values[1] == pytest.approx(24.0, abs=0.3)
+    relative = PitchLevelReward(method="ac", reference_column="prompt_audio")(
+        audio=[high], sampling_rate=sr, prompt_audio=[{"array": low, "sampling_rate": sr}])
+    assert relative[0] == pytest.approx(12.0, abs=0.3)  # an octave above the prompt
+    (tokens,) = reward.token_rewards(audio=[high], sampling_rate=sr, token_seconds=0.1, num_tokens=[10])
+    assert tokens.shape == (10,) and tokens.sum() == pytest.approx(values[1], rel=1e-6)
+    assert PitchLevelReward(unvoiced_value=0.0)(audio=[np.zeros(16000, np.float32)], sampling_rate=16000) == [0.0]
+    with pytest.raises(ValueError, match="method"):
+        PitchLevelReward(method="yin")

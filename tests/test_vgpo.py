@@ -427,3 +427,12 @@ def test_non_finite_value_losses_raise_with_their_cause(tmp_path):
     args = vgpo_args(tmp_path, online_value_update=True, value_steps=1, max_steps=1)
     with pytest.raises(FloatingPointError, match="online value loss"):
         VGPOTrainer(policy, value_model, enormous, args, train_dataset=dataset()).train()
+
+
+def test_discounted_rewards_to_go():
+    from ardm_trl.trainer import rewards_to_go
+
+    assert rewards_to_go([[1.0, 2.0, 4.0]], [0], False, discount=0.5) == [[1.0 + 0.5 * 2.0 + 0.25 * 4.0, 4.0, 4.0]]
+    assert rewards_to_go([[1.0, 2.0, 4.0]], [0], False, discount=0.0) == [[1.0, 2.0, 4.0]]
+    with pytest.raises(ValueError, match="discount"):
+        rewards_to_go([[1.0]], [0], False, discount=1.5)
