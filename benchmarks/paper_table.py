@@ -38,20 +38,12 @@ from ardm_trl.audio import load_pretrained_codec
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import score_audio_per_sample, score_samples
 from ardm_trl.models.ardm import sampling_settings
-from ardm_trl.tables import MethodResult, MetricColumn, ResultsTable
+from ardm_trl.tables import MethodResult, ResultsTable
 from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer import best_of_k
 
 logger = logging.getLogger("paper_table")
 ROOT = Path(__file__).resolve().parents[1]
-
-COLUMNS = {
-    "f0": [MetricColumn("f0v", "F0V (Hz) ↑", ".1f"), MetricColumn("ctc_nll", "NLL ↓", ".3f", False),
-           MetricColumn("sim", "SIM ↑", ".3f"), MetricColumn("wer", "WER (%) ↓", ".1f", False)],
-    "ctc": [MetricColumn("ctc_nll", "NLL ↓", ".3f", False), MetricColumn("cer", "CER (%) ↓", ".1f", False),
-            MetricColumn("sim", "SIM ↑", ".3f")],
-}  # fmt: skip
-
 
 def parse_named(values: list[str]) -> list[tuple[str, str]]:
     """`"name=path"` pairs."""
@@ -85,7 +77,8 @@ class TableBuilder:
                                           lm_guidance_scale=args.lm_guidance_scale,
                                           num_inference_steps=args.num_inference_steps,
                                           max_patches=args.max_patches or self.task.max_patches)  # fmt: skip
-        self.metrics = [c.key for c in COLUMNS[args.task]]
+        columns = self.task.columns(with_error_rate=True)
+        self.metrics = [c.key for c in columns]
         prompt_ids = [i for _ in args.seeds for i in range(len(self.rows))]
         seeds = [s for s in args.seeds for _ in self.rows]
         output = Path(args.output_json)
@@ -94,7 +87,7 @@ class TableBuilder:
             if self.table.prompt_ids != prompt_ids or self.table.seeds != seeds:
                 raise ValueError(f"{output} holds other prompts or seeds; run without --keep.")
         else:
-            self.table = ResultsTable(self.task.title, COLUMNS[args.task], prompt_ids, seeds)
+            self.table = ResultsTable(self.task.title, columns, prompt_ids, seeds)
         self.table.meta.update(
             command="python benchmarks/paper_table.py " + " ".join(sys.argv[1:]), sampling=self.sampling,
             split=args.split, num_prompts=len(self.rows), seeds=list(args.seeds),
@@ -204,7 +197,7 @@ def plot_frontier(table: ResultsTable, runs: dict[str, list[str]], path: Path) -
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=["f0", "ctc"], required=True)
+    parser.add_argument("--task", choices=["f0", "ctc", "pitch"], required=True)
     parser.add_argument("--model", default=str(ROOT / "pretrained" / "ardm"), help="The base ARDM (text_vocab.json).")
     parser.add_argument("--split", default="test", choices=["validation", "test"])
     parser.add_argument("--num_prompts", type=int, default=32)
@@ -224,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_threads", type=int, default=1)
     parser.add_argument("--output_json", help="Default: benchmarks/results/task_a.json or task_b.json.")
     args = parser.parse_args(argv)
-    args.output_json = args.output_json or f"benchmarks/results/task_{'a' if args.task == 'f0' else 'b'}.json"
+    args.output_json = args.output_json or {"f0": "benchmarks/results/task_a.json", "ctc": "benchmarks/results/task_b.json",
+                                            "pitch": "benchmarks/results/pitch.json"}[args.task]  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.num_threads)
 

@@ -48,7 +48,7 @@ from ardm_trl.audio import load_pretrained_codec
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import score_samples
 from ardm_trl.models.ardm import sampling_settings, set_sampling_settings
-from ardm_trl.tables import MethodResult, MetricColumn, ResultsTable, write_run_info
+from ardm_trl.tables import MethodResult, ResultsTable, write_run_info
 from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer.ardm_dpo_config import ARDMDPOConfig
 from ardm_trl.trainer.ardm_dpo_trainer import ARDMDPOTrainer
@@ -79,7 +79,7 @@ DEMO_DEFAULTS = dict(
 @dataclass
 class ScriptArguments:
     codec_name_or_path: str | None = field(default=None, metadata={"help": "The latent codec (bundled one if None)."})
-    task: str = field(default="f0", metadata={"help": "Task preset: 'f0' (Task A) or 'ctc' (Task B)."})
+    task: str = field(default="f0", metadata={"help": "Task preset: 'f0' (Task A), 'ctc' (Task B) or 'pitch'."})
     corpus_utterances: int = field(default=3000, metadata={"help": "Size of the espeak corpus of the prompts."})
     num_train_prompts: int = field(default=64, metadata={"help": "Prompts whose samples are paired for training."})
     num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts of the before/after table."})
@@ -140,7 +140,8 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
     train_pairs = preference_data(policy, [{k: v for k, v in r.items() if k != "prompt_audio"} for r in train_rows],
                                   reward, codec, script_args, training_args, sampling)  # fmt: skip
     logger.info("%d training pairs", len(train_pairs))
-    metrics = ["f0v", "ctc_nll", "sim"] if task.name == "f0" else ["ctc_nll", "sim"]
+    columns = task.columns()
+    metrics = [c.key for c in columns]
     state = PartialState()
     before = None
     if state.is_main_process and not script_args.skip_evaluation:
@@ -160,9 +161,6 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
         model = trainer.accelerator.unwrap_model(trainer.model).eval()
         after = score_samples(model, eval_rows, codec, script_args.eval_seeds, metrics, reference=trainer.ref_model,
                               compute_kl=True, **sampling)  # fmt: skip
-        columns = [MetricColumn("ctc_nll", "CTC NLL ↓", ".3f", False), MetricColumn("sim", "SIM ↑", ".3f")]
-        if task.name == "f0":
-            columns.insert(0, MetricColumn("f0v", "F0V (Hz) ↑", ".1f"))
         table = ResultsTable(f"ARDM-DPO: {task.title}", columns, before.prompt_ids, before.seeds,
                              meta={"command": command})  # fmt: skip
         table.add(MethodResult("Base", before.scores))

@@ -48,7 +48,7 @@ from ardm_trl.audio import load_pretrained_codec
 from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
 from ardm_trl.evaluation import score_samples
 from ardm_trl.models.ardm import set_sampling_settings
-from ardm_trl.tables import MethodResult, MetricColumn, ResultsTable, write_run_info
+from ardm_trl.tables import MethodResult, ResultsTable, write_run_info
 from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer import ValueConfig, VGPOConfig, VGPOTrainer, train_value_model
 
@@ -84,7 +84,7 @@ class ScriptArguments:
                                           metadata={"help": "A trained value model, or 'none' to train one first "
                                                             "(Alg. 1: on corpus audio for Task A, on the ARDM's own "
                                                             "samples for Task B)."})  # fmt: skip
-    task: str = field(default="ctc", metadata={"help": "'ctc' (Task B reward, CTC likelihood) or 'f0' (Task A)."})
+    task: str = field(default="ctc", metadata={"help": "'ctc' (Task B reward), 'f0' (Task A) or 'pitch'."})
     corpus_utterances: int = field(default=800, metadata={"help": "Size of the espeak corpus of the prompts."})
     num_train_prompts: int = field(default=64, metadata={"help": "Training prompts (train split)."})
     num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts (test split)."})
@@ -182,7 +182,8 @@ def main() -> None:
     # 4. Base on the held-out prompts, sampled the way VGPO rolls out
     sampling = dict(temperature=training_args.temperature, lm_guidance_scale=training_args.lm_guidance_scale,
                     num_inference_steps=training_args.num_inference_steps, max_patches=training_args.max_patches)
-    metrics = ["ctc_nll", "sim"] if task.name == "ctc" else ["f0v", "ctc_nll", "sim"]
+    columns = task.columns()
+    metrics = [c.key for c in columns]
     before = None
     if state.is_main_process:
         policy.eval()
@@ -209,9 +210,6 @@ def main() -> None:
         model.eval()
         after = score_samples(model, eval_rows, codec, script_args.eval_seeds, metrics, reference=trainer.ref_model,
                               compute_kl=True, keep_audio=True, **sampling)  # fmt: skip
-        columns = [MetricColumn("ctc_nll", "CTC NLL ↓", ".3f", False), MetricColumn("sim", "SIM ↑", ".3f")]
-        if task.name == "f0":
-            columns.insert(0, MetricColumn("f0v", "F0V (Hz) ↑", ".1f"))
         table = ResultsTable(f"VGPO demo: {task.title}", columns, before.prompt_ids, before.seeds)
         table.add(MethodResult("Base", before.scores, sampling_seconds_per_utterance=before.generation_seconds /
                                len(before.prompt_ids)))  # fmt: skip

@@ -47,6 +47,22 @@ class SpeechTask:
     value_source: str
     min_voice_pitch: str | None = None
 
+    def columns(self, with_error_rate: bool = False) -> list[Any]:
+        """The table columns of the task ([`~ardm_trl.tables.MetricColumn`]): its reward's evaluation metric first,
+        then the intelligibility (hama CTC NLL per phoneme) and speaker similarity (SIM), and with `with_error_rate`
+        whisper's WER (Task A) or CER (Task B), as in the paper's tables."""
+        from .tables import MetricColumn
+
+        reward = {"f0": MetricColumn("f0v", "F0V (Hz) ↑", ".1f"), "pitch": MetricColumn("pitch", "Pitch (st) ↑", ".2f"),
+                  "ctc": None}[self.name]  # fmt: skip
+        columns = [MetricColumn("ctc_nll", "CTC NLL ↓", ".3f", False), MetricColumn("sim", "SIM ↑", ".3f")]
+        if reward is not None:
+            columns.insert(0, reward)
+        if with_error_rate:
+            key = "cer" if self.name == "ctc" else "wer"
+            columns.append(MetricColumn(key, f"{key.upper()} (%) ↓", ".1f", False))
+        return columns
+
     def reward(self, codec: Any) -> Any:
         """The task's reward function, reading samples through `codec`."""
         from .rewards import CTCLogLikelihoodReward, F0VarianceReward, PitchLevelReward

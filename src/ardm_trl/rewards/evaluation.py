@@ -11,6 +11,7 @@ from .asr import character_error_rate, transcribe, word_error_rate
 from .base import as_waveform
 from .ctc import ctc_log_likelihood
 from .f0 import f0_variance
+from .pitch import PitchLevelReward
 from .quality import dnsmos
 from .speaker import speaker_similarity
 
@@ -19,7 +20,7 @@ __all__ = ["DEFAULT_METRICS", "evaluate_speech", "score_speech"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("f0v", "wer", "cer", "ctc_nll", "sim", "dnsmos")
-_KNOWN = frozenset(DEFAULT_METRICS)
+_KNOWN = frozenset(DEFAULT_METRICS) | {"pitch"}
 
 
 def _percent(rate: float | None) -> float | None:
@@ -60,6 +61,8 @@ def score_speech(
     results: dict[str, list[float | None]] = {}
     if "f0v" in metrics:
         results["f0v"] = [f0_variance(wav, sampling_rate) for wav in audio]
+    if "pitch" in metrics:
+        results["pitch"] = PitchLevelReward()(audio=audio, sampling_rate=sampling_rate)
     if "wer" in metrics or "cer" in metrics:
         hypotheses = transcribe(audio, sampling_rate)
         if "wer" in metrics:
@@ -95,7 +98,8 @@ def evaluate_speech(
     - `"ctc_nll"`: negative log-likelihood per phoneme token of the text under hama's CTC model (VGPO Task B);
     - `"sim"`: speaker similarity to `reference_audio` (Resemblyzer cosine); needs `reference_audio`. With the
       default `metrics` it is skipped when no reference is given; asked for explicitly, it raises;
-    - `"dnsmos"`: DNSMOS overall MOS.
+    - `"dnsmos"`: DNSMOS overall MOS;
+    - `"pitch"` (not in the defaults): mean pitch in semitones above 100 Hz ([`PitchLevelReward`]).
 
     A metric whose samples are all undefined is NaN.
 
