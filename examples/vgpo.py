@@ -96,6 +96,7 @@ class ScriptArguments:
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"],
                                            metadata={"help": "LoRA target modules."})
     num_threads: int = field(default=2, metadata={"help": "torch threads (the demo runs one process)."})
+    skip_evaluation: bool = field(default=False, metadata={"help": "Train and save only (tables evaluate later)."})
 
 
 def with_demo_defaults(argv: list[str]) -> list[str]:
@@ -185,7 +186,7 @@ def main() -> None:
     columns = task.columns()
     metrics = [c.key for c in columns]
     before = None
-    if state.is_main_process:
+    if state.is_main_process and not script_args.skip_evaluation:
         policy.eval()
         before = score_samples(policy, eval_rows, codec, script_args.eval_seeds, metrics, keep_audio=True, **sampling)
 
@@ -201,12 +202,13 @@ def main() -> None:
     trainer = VGPOTrainer(policy, value_model, reward, training_args, train_dataset=train_dataset,
                           audio_decoder=codec, peft_config=peft_config)
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start + value_seconds
 
     # 6. VGPO on the same prompts and seeds (the same starting noise), paired against Base
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if trainer.accelerator.is_main_process:
+    command = "accelerate launch examples/vgpo.py " + " ".join(sys.argv[1:])
+    if trainer.accelerator.is_main_process and before is not None:
         model.eval()
         after = score_samples(model, eval_rows, codec, script_args.eval_seeds, metrics, reference=trainer.ref_model,
                               compute_kl=True, keep_audio=True, **sampling)  # fmt: skip
@@ -215,21 +217,24 @@ def main() -> None:
                                len(before.prompt_ids)))  # fmt: skip
         table.add(MethodResult("VGPO", after.scores, kl=after.kl, train_seconds=train_seconds,
                                sampling_seconds_per_utterance=after.generation_seconds / len(after.prompt_ids)))
-        table.meta["command"] = "accelerate launch examples/vgpo.py " + " ".join(sys.argv[1:])
+        table.meta["command"] = command
         table.save(out_dir / "results.json")
         print(f"\n{table.title} ({len(eval_rows)} held-out prompts x seeds {script_args.eval_seeds}; cells: mean ± "
               "SE (paired change against Base ± SE))")
         print(table.markdown())
         write_outputs(out_dir, before, after, [r["prompt"] for r in eval_rows], trainer.state.log_history,
                       codec.sampling_rate)  # fmt: skip
-        set_sampling_settings(model, **{k: v for k, v in sampling.items() if k != "max_patches"})
-        trainer.save_model(str(out_dir / "model"))
+
+    # 7. save on every process (DeepSpeed gathers the weights collectively), then the files of the main one
+    set_sampling_settings(model, **{k: v for k, v in sampling.items() if k != "max_patches"})
+    trainer.save_model(str(out_dir / "model"))
+    if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(out_dir / "model"))
-        write_run_info(out_dir / "model", train_seconds, table.meta["command"], task=task.name, sampling=sampling)
+        write_run_info(out_dir / "model", train_seconds, command, task=task.name, sampling=sampling)
         trainer.create_model_card(dataset_name=f"espeak corpus ({script_args.corpus_utterances} utterances)")
         print(f"Samples, plots and the model are in {out_dir}/")
-        if training_args.push_to_hub:
-            trainer.push_to_hub()
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()
 
