@@ -177,6 +177,9 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     start = probe.read()
     policy = build_policy(args.preset, args.seed)
     value_model = ARDMValueModel.from_ardm(policy) if name.startswith("vgpo") else None
+    if value_model is not None:
+        with torch.no_grad():
+            value_model.head.output.weight.normal_(0, 0.02)  # a trained value model's non-zero output layer
     if probe.cuda:
         policy.cuda()
         value_model = value_model.cuda() if value_model is not None else None

@@ -16,8 +16,8 @@ TINY_VGPO = ["--value_model_name_or_path", "none", "--value_pretrain_steps", "2"
              "--num_train_prompts", "4", "--num_eval_prompts", "2", "--eval_seeds", "0", "--corpus_utterances", "120",
              "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_patches", "24",
              "--num_inference_steps", "2", "--num_threads", "1"]  # fmt: skip
-TINY_DPO = ["--max_steps", "2", "--num_train_prompts", "4", "--num_eval_prompts", "2", "--eval_seeds", "0",
-            "--corpus_utterances", "120", "--num_samples", "2", "--per_device_train_batch_size", "2"]  # fmt: skip
+TINY_DPO = ["--task", "ctc", "--max_steps", "2", "--num_train_prompts", "4", "--num_eval_prompts", "2",
+            "--eval_seeds", "0", "--corpus_utterances", "120", "--num_samples", "2", "--per_device_train_batch_size", "2"]  # fmt: skip
 
 
 def check_saved_policy(folder: Path) -> None:
@@ -28,6 +28,7 @@ def check_saved_policy(folder: Path) -> None:
     assert (folder / "text_vocab.json").is_file() and (folder / "run_info.json").is_file()
 
 
+@pytest.mark.slow  # the two-process runs below cover the same path in the fast suite
 def test_vgpo_example_trains_evaluates_and_saves(tmp_path):
     out = tmp_path / "vgpo"
     completed = run_repo_script("examples/vgpo.py", *TINY_VGPO, "--output_dir", out, timeout=900)
@@ -38,6 +39,7 @@ def test_vgpo_example_trains_evaluates_and_saves(tmp_path):
     assert (out / "model" / "value_model").is_dir()
 
 
+@pytest.mark.slow
 def test_ardm_dpo_example_trains_evaluates_and_saves(tmp_path):
     out = tmp_path / "dpo"
     completed = run_repo_script("examples/ardm_dpo.py", *TINY_DPO, "--output_dir", out, timeout=900)
@@ -51,4 +53,7 @@ def test_examples_run_on_two_processes_with_the_documented_config(tmp_path, scri
     completed = accelerate_launch(ROOT / script, *tiny, "--output_dir", tmp_path / "out", port=port,
                                   config_file=ROOT / "examples" / "accelerate_configs" / "multi_gpu.yaml", timeout=1200)
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "± " in completed.stdout  # the results table, printed once
+    table = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert table["rows"][0]["name"] == "Base" and len(table["rows"]) == 2
     check_saved_policy(tmp_path / "out" / "model")

@@ -293,7 +293,7 @@ def test_ctc_token_rewards_sum_to_the_reward_and_find_the_damaged_part(speech):
     with pytest.raises(ValueError, match="token_seconds"):
         reward.token_rewards(prompts=[SENTENCES[0]], audio=[wav], sampling_rate=sr, token_seconds=0, num_tokens=[1])
     with pytest.raises(NotImplementedError, match="per-token"):
-        F0VarianceReward().token_rewards(audio=[wav], sampling_rate=sr, token_seconds=0.1, num_tokens=[count])
+        SpeakerSimilarityReward().token_rewards(audio=[wav], sampling_rate=sr, token_seconds=0.1, num_tokens=[count])
 
 
 # --- WER / CER ------------------------------------------------------------------------------------------------

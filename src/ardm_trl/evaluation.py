@@ -118,6 +118,8 @@ def score_samples(
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     rows = list(rows)
+    if not rows or not seeds:
+        raise ValueError(f"score_samples needs at least one row and one seed (got {len(rows)} rows, {len(seeds)} seeds).")
     prompt_ids, sample_seeds, audio, texts, references, kls = [], [], [], [], [], []
     generation_seconds = 0.0
     guidance = sampling_settings(base, lm_guidance_scale=generation_kwargs.get("lm_guidance_scale"))

@@ -140,6 +140,9 @@ def task_prompts(
     corpus = load_or_build_corpus(corpus_cache_dir, corpus_utterances, 0, codec.sampling_rate,
                                   hard_fraction=task.hard_fraction)  # fmt: skip
     rows, indices = split_rows(corpus, split, task.min_voice_pitch)
+    if len(indices) == 0:
+        raise ValueError(f"The {split!r} split of task {task.name!r} is empty in a corpus of {corpus_utterances} "
+                         "utterances (the task keeps only some voices): build a larger corpus (`corpus_utterances`).")
     return voice_prompt_rows(rows, codec, tokenizer, limit=limit, seed=seed, targets=indices,
                              include_target_latents=include_target_latents)  # fmt: skip
 
