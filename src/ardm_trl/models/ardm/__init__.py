@@ -1,7 +1,7 @@
 """DiTAR-style autoregressive diffusion model (ARDM): policy, value model and discriminator."""
 
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
-from .diffusion import NoiseSchedule, build_scheduler
+from .diffusion import NoiseDraws, NoiseSchedule, build_scheduler, draw_noisy_tokens
 from .generation_ardm import SAMPLING_DEFAULTS, ARDMGenerationOutput, sampling_settings, set_sampling_settings
 from .modeling_ardm import (
     ARDMDiscriminator,
@@ -29,8 +29,10 @@ __all__ = [
     "ARDMValueConfig",
     "ARDMValueModel",
     "ARDMValueOutput",
+    "NoiseDraws",
     "NoiseSchedule",
     "build_scheduler",
+    "draw_noisy_tokens",
     "pad_to_patch_multiple",
     "patchify",
     "sampling_settings",

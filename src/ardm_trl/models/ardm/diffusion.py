@@ -1,5 +1,5 @@
 """The noise schedule of an ARDM head, read from a diffusers scheduler, and the one place where a head prediction is
-converted to a score (and back) for every prediction type.
+converted to a score (and back) for every prediction type; random noisy tokens `x_n^t` at `(n, t)` for the losses.
 
 Notation (VGPO Sec. 2.2): `x^t = alpha_t x + sigma_t eps` with `alpha_t = sqrt(alphas_cumprod[t])`,
 `sigma_t = sqrt(1 - alphas_cumprod[t])`, so `alpha_t^2 + sigma_t^2 = 1` (variance preserving). The score of the noisy
@@ -8,6 +8,7 @@ marginal is `s(x^t) = -E[eps | x^t] / sigma_t`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -150,4 +151,53 @@ class NoiseSchedule:
         return self.from_epsilon(epsilon, noisy, timesteps)
 
 
-__all__ = ["NoiseSchedule", "build_scheduler"]
+@dataclass
+class NoiseDraws:
+    """`K` random `(t, eps)` for each of the `M` selected tokens of a batch of trajectories; shapes `(M, K, ...)`.
+
+    `sample_index` `(M,)` maps each token to its trajectory; `token_index` `(M,)` is its position `n`.
+    """
+
+    sample_index: torch.Tensor
+    token_index: torch.Tensor
+    timesteps: torch.Tensor
+    noise: torch.Tensor
+    clean: torch.Tensor
+    noisy: torch.Tensor
+
+    def gather(self, per_token: torch.Tensor) -> torch.Tensor:
+        """Pick `(B, N, X)` per-token tensors (LM states, previous patches) at the drawn tokens: `(M, K, X)`."""
+        picked = per_token[self.sample_index, self.token_index]  # (M, X)
+        return picked[:, None].expand(-1, self.timesteps.shape[1], -1)
+
+
+def draw_noisy_tokens(
+    schedule: NoiseSchedule,
+    patches: torch.Tensor,
+    patch_mask: torch.Tensor,
+    num_draws: int,
+    max_tokens: int | None = None,
+    generator: torch.Generator | None = None,
+) -> NoiseDraws:
+    """Noise `num_draws` copies of the valid tokens of `states` at uniform random diffusion times.
+
+    Args:
+        schedule (`NoiseSchedule`): the model's noise schedule.
+        patches (`torch.Tensor` of shape `(B, N, P*D)`), patch_mask (`(B, N)`): clean trajectories in patches
+            (`model.patchify(latents, latents_mask)`).
+        num_draws (`int`): draws `(t, eps)` per token.
+        max_tokens (`int`, *optional*): if set, a uniform random subset of at most this many tokens (random `n`).
+    """
+    valid = patch_mask.bool()
+    sample_index, token_index = valid.nonzero(as_tuple=True)
+    if max_tokens is not None and sample_index.numel() > max_tokens:
+        keep = torch.randperm(sample_index.numel(), device=valid.device, generator=generator)[:max_tokens]
+        sample_index, token_index = sample_index[keep], token_index[keep]
+    clean = patches[sample_index, token_index][:, None].expand(-1, num_draws, -1)  # (M, K, PD)
+    timesteps = torch.randint(0, schedule.num_train_timesteps, clean.shape[:2], device=clean.device,
+                              generator=generator)
+    noise = torch.randn(clean.shape, device=clean.device, dtype=clean.dtype, generator=generator)
+    return NoiseDraws(sample_index, token_index, timesteps, noise, clean, schedule.add_noise(clean, noise, timesteps))
+
+
+__all__ = ["NoiseDraws", "NoiseSchedule", "build_scheduler", "draw_noisy_tokens"]

@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput, logging
 from ..guided_attention import guided_attention_loss
 from .backbone import ARDMBackbone
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
-from .diffusion import NoiseSchedule
+from .diffusion import NoiseSchedule, draw_noisy_tokens
 from .generation_ardm import ARDMGenerationMixin
 from .head import DiffusionHead
 
@@ -373,7 +373,7 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
             latents_mask (`torch.Tensor` of shape `(B, F)`, *optional*): valid frames.
             labels (`torch.FloatTensor` of shape `(B, F, D)`, *optional*): the target latents; when given, the loss
                 is computed.
-            draws (`ardm_trl.trainer.ardm_utils.NoiseDraws`, *optional*): noisy tokens `x_n^t` at `(n, t)`; when
+            draws (`ardm_trl.models.ardm.NoiseDraws`, *optional*): noisy tokens `x_n^t` at `(n, t)`; when
                 given, `head_prediction` holds the head's prediction there (one LM pass, LM guidance with weight
                 `lm_guidance_scale`, default 1 = conditional) and no loss is computed.
         """
@@ -521,10 +521,9 @@ class ARDMValueModel(ARDMPreTrainedModel):
     ) -> ARDMValueOutput:
         r"""
         Values at noisy tokens of `latents` from one LM pass: at the given `draws`
-        (`ardm_trl.trainer.ardm_utils.NoiseDraws`), or at every valid patch with `num_draws` random `(t, eps)` each.
+        (`ardm_trl.models.ardm.NoiseDraws`), or at every valid patch with `num_draws` random `(t, eps)` each.
         With `rewards` `(B,)`, `loss` is the MSE of Eq. 13 (the value trainer also offers the exp-MSE of Eq. 32).
         """
-        from ...trainer.ardm_utils import draw_noisy_tokens
 
         states = self.compute_lm_states(
             text_input_ids, latents, text_attention_mask, latents_mask, prompt_latents, prompt_latents_mask
