@@ -22,7 +22,7 @@ Usage:
     python examples/diffro.py --output_dir outputs/diffro_lora --use_peft true --lora_r 16 --lora_alpha 32 \
         --lora_target_modules q_proj v_proj --learning_rate 1e-4
 
-    # two processes on the CPU (see ENV-NOTES: `--cpu` silently runs one process)
+    # two processes on the CPU (`--cpu` silently runs one process; `--multi_gpu` runs two)
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
         examples/diffro.py --use_cpu true --output_dir outputs/diffro_ddp
 

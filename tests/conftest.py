@@ -40,8 +40,8 @@ def _seed():
 def accelerate_launch(script, *script_args, port: int, config_file=None, env=None, timeout: int = 600):
     """Run `script` under `accelerate launch` with two processes on the CPU (gloo) and return the finished process.
 
-    `accelerate launch --cpu --num_processes 2` silently runs one process; `--multi_gpu` with a CPU script runs two
-    (../shared/ENV-NOTES.md). With `config_file` (e.g. DeepSpeed) the file decides the launcher.
+    `accelerate launch --cpu --num_processes 2` silently runs one process; `--multi_gpu` with a CPU script runs two.
+    With `config_file` (e.g. DeepSpeed) the file decides the launcher.
     """
     import subprocess
     import sys
