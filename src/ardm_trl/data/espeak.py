@@ -6,10 +6,10 @@ espeak-ng itself speaks).
 
 Determinism: espeak-ng keeps synthesis state in C statics that `espeak_Terminate`/`espeak_Initialize` do not
 reset (e.g. the phase of its pitch "flutter"), so the same call returns slightly different audio depending on
-what the process synthesised before (measured: lengths 31430-31443 samples for the same text), and the noise of
-its breathy variants (f2-f5) comes from a generator seeded with the clock. Each call here therefore loads a
-private copy of the library, initialises it, seeds its generator (and libc's `rand()`) and unloads the library
-afterwards (~4 ms per call), which makes every call bit-exact reproducible whatever ran before and whenever. Calls are serialised by a module-level lock.
+what the process synthesised before, and the noise of its breathy variants (f2-f5) comes from a generator seeded
+with the clock. Each call here therefore loads a private copy of the library, initialises it, seeds its generator
+(and libc's `rand()`) and unloads the library afterwards, which makes every call bit-exact reproducible whatever ran
+before and whenever (`docs/data.md` has the measurements). Calls are serialised by a module-level lock.
 
 Voices are espeak-ng voice names, optionally with a variant: `"en-us"`, `"en-us+f3"`, `"en+m7"`, `"en-us+klatt2"`.
 `"en"` is British English (there is no `"en-gb"` voice name in this build; `"en-gb-x-rp"` and

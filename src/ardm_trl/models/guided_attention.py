@@ -3,9 +3,8 @@ networks with guided attention"): an auxiliary training loss that pulls chosen a
 near-diagonal text-speech alignment.
 
 A small speech LM trained only on its generation loss can predict the next speech frame from the previous ones and
-ignore the text: the bundled ARDM's conditional and text-dropped losses were equal (0.1705 vs 0.1706) after 2,454
-steps on the CPU. Speech is read left to right at a roughly steady rate, so speech position `j` of `N` attends text
-position `i` of `T` near `i / T = j / N`. The loss rewards attention mass inside a Gaussian window around that line:
+ignore the text (`docs/models.md`, "Pretraining aids"). Speech is read left to right at a roughly steady rate, so
+speech position `j` of `N` attends text position `i` of `T` near `i / T = j / N`. The loss rewards attention mass inside a Gaussian window around that line:
 
     loss = mean over heads, valid queries j of  1 - sum_i A[j, i] * exp(-((i + 1/2) / T - (j + 1/2) / N)^2 / (2 g^2))
 

@@ -72,9 +72,8 @@ def transcribe(
     Args:
         audio: float32 mono waveform(s) at `sampling_rate` (resampled to 16 kHz with torchaudio).
         model_path: a faster-whisper model folder; defaults to the bundled whisper tiny.en.
-        beam_size: 5 (the default, Whisper's own) or 1 = greedy. On 30 espeak test utterances greedy decoding fell
-            into repetition loops ("latch-latch-latch-...", WER 500 %): mean WER 57 % vs 40 % with beams, at the same
-            cost on this CPU.
+        beam_size: 5 (the default, Whisper's own) or 1 = greedy. Greedy decoding is prone to repetition loops on
+            espeak speech (`docs/rewards.md` has the comparison).
         compute_type: CTranslate2 compute type (`"int8"`, `"float32"`, ...).
         cpu_threads: CTranslate2 threads; defaults to `torch.get_num_threads()`.
     """

@@ -68,10 +68,10 @@ def dnsmos(
     """DNSMOS scores of one waveform (a dict with `ovrl_mos`, `sig_mos`, `bak_mos`, `p808_mos`) or of a list of
     waveforms (a list of such dicts; `None` for an empty or silent clip).
 
-    Each 9.01 s window costs ~0.3 CPU-seconds, and a short clip tiled to 9.01 s or more is scored on several
-    windows (a 3 s clip tiled to 12 s: 3 windows, as the reference does). `max_windows=1` scores only the first
-    window of each clip (3-5x cheaper on short clips; the windows of a tiled clip hold the same audio at shifted
-    offsets, so the score moves little). `num_threads` sets ONNX Runtime's intra-op threads.
+    The cost is per 9.01 s window, and a short clip tiled to 9.01 s or more is scored on several windows (a 3 s
+    clip tiled to 12 s: 3 windows, as the reference does). `max_windows=1` scores only the first window of each clip
+    (the windows of a tiled clip hold the same audio at shifted offsets; `docs/rewards.md` has the cost and the
+    difference measured). `num_threads` sets ONNX Runtime's intra-op threads.
     """
     import torch
 
@@ -90,7 +90,7 @@ def dnsmos(
             owner.append(i)
     results: list[dict[str, float] | None] = [None] * len(clips)
     if windows:
-        # One window per ONNX call: batching was slower on the CPU (5.8 s vs 3.6 s for 12 windows, 1 thread).
+        # One window per ONNX call: on the CPU batching was slower (docs/rewards.md, "Cost").
         sig_bak_ovr = np.concatenate(
             [model.onnx_sess.run(None, {"input_1": w[None].astype(np.float32)})[0] for w in windows]
         )
