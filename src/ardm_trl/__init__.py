@@ -17,8 +17,8 @@ from .models import __all__ as _models_all
 # The trainers pull in trl, datasets and peft: they load on first use, so `import ardm_trl` (which only has to
 # register the models) stays fast, as transformers' own lazy module does.
 _LAZY_TRAINERS = (
-    "ARDMDPOConfig", "ARDMDPOTrainer", "DiffROConfig", "DiffROTrainer", "TokenRewardTrainer", "TokenRewardTrainingConfig",
-    "ValueConfig", "ValueTrainer", "VGPOConfig", "VGPOTrainer",
+    "ARDMDPOConfig", "ARDMDPOTrainer", "DiffROConfig", "DiffROTrainer", "SpeechRLConfig", "SpeechRLTrainer",
+    "TokenRewardTrainer", "TokenRewardTrainingConfig", "ValueConfig", "ValueTrainer", "VGPOConfig", "VGPOTrainer",
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         ARDMDPOTrainer,
         DiffROConfig,
         DiffROTrainer,
+        SpeechRLConfig,
+        SpeechRLTrainer,
         TokenRewardTrainer,
         TokenRewardTrainingConfig,
         ValueConfig,

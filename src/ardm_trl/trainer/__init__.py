@@ -25,6 +25,8 @@ from .rollout import (
     score_rollout_tokens,
     score_rollouts,
 )
+from .speech_rl_config import ARDMRLConfig, SpeechRLConfig
+from .speech_rl_trainer import SpeechRLTrainer
 from .token_reward_config import TokenRewardTrainingConfig
 from .token_reward_trainer import TokenRewardTrainer
 from .value_config import ValueConfig
@@ -41,6 +43,9 @@ from .vgpo_config import VGPOConfig
 from .vgpo_trainer import VGPOTrainer
 
 __all__ = [
+    "ARDMRLConfig",
+    "SpeechRLConfig",
+    "SpeechRLTrainer",
     "ARDMDPOConfig",
     "ARDMDPOTrainer",
     "BestOfKOutput",

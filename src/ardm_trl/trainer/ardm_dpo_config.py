@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from .speech_rl_config import ARDMRLConfig
 
 LOSS_TYPES = ("sigmoid", "ipo")
 
 
 @dataclass
-class ARDMDPOConfig(TrainingArguments):
+class ARDMDPOConfig(ARDMRLConfig):
     r"""
     Configuration of [`ARDMDPOTrainer`]. The optimiser defaults follow the VGPO paper's Sec. 4.1 (AdamW, learning rate
     1e-6, betas (0.9, 0.95), weight decay 0.01), as for [`VGPOConfig`]. `per_device_train_batch_size` counts pairs.
 
-    Parameters (beyond [`~transformers.TrainingArguments`]):
+    Parameters (beyond [`ARDMRLConfig`]: `peft_modules_to_save`, the paper's optimiser defaults):
         > Loss
 
         beta (`float`, *optional*, defaults to `200.0`):
@@ -40,23 +40,13 @@ class ARDMDPOConfig(TrainingArguments):
             Compute the reference's denoising errors once, before training, at draws fixed per example (seeded by
             `seed` and the example's index), and reuse them every epoch (no reference pass in training). The policy is
             then evaluated at the same fixed draws, so `kl` is not logged.
-        peft_modules_to_save (`list[str]`, *optional*):
-            With `peft_config`, sub-modules that stay fully trainable besides the adapters (e.g. `["head"]`).
     """
 
     beta: float = field(default=200.0, metadata={"help": "Inverse temperature of the DPO loss (on summed errors)."})
     loss_type: str = field(default="sigmoid", metadata={"help": "'sigmoid' (DPO) or 'ipo'."})
-    num_draws: int = field(default=4, metadata={"help": "Random (t, eps) per token per step."})
-    lm_guidance_scale: float | None = field(default=None, metadata={"help": "LM guidance w (None: the policy's)."})
     precompute_ref_log_probs: bool = field(
         default=False, metadata={"help": "Reference errors precomputed once at draws fixed per example."}
     )
-    peft_modules_to_save: list[str] | None = field(default=None, metadata={"help": "Fully trainable modules with LoRA."})
-    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (VGPO paper: 1e-6)."})
-    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (VGPO paper: 0.95)."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (VGPO paper: 0.01)."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the trainer reads raw rows."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,10 +54,6 @@ class ARDMDPOConfig(TrainingArguments):
             raise ValueError(f"`loss_type` must be one of {LOSS_TYPES}, got {self.loss_type!r}.")
         if self.beta <= 0:
             raise ValueError(f"`beta` must be > 0, got {self.beta}.")
-        if self.num_draws < 1:
-            raise ValueError(f"`num_draws` must be >= 1, got {self.num_draws}.")
-        if self.lm_guidance_scale is not None and self.lm_guidance_scale < 0:
-            raise ValueError(f"`lm_guidance_scale` must be >= 0, got {self.lm_guidance_scale}.")
 
 
 __all__ = ["ARDMDPOConfig"]

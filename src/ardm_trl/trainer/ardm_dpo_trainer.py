@@ -9,22 +9,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
 from transformers.utils import logging
 
 from ..models.ardm import ARDMForSpeechSynthesis, NoiseSchedule, sampling_settings
 from .ardm_dpo_config import ARDMDPOConfig
 from .ardm_utils import NoiseDraws, ardm_kl
-from .base import (
-    MetricsMixin,
-    ModelCardMixin,
-    check_finite,
-    identity_collator,
-    prepare_policy_and_reference,
-    reference_model_context,
-    unwrap_peft,
-)
+from .base import check_finite
 from .preference_data import PreferenceBatch, collate_preference_pairs
+from .speech_rl_trainer import SpeechRLTrainer
 
 logger = logging.get_logger(__name__)
 
@@ -120,7 +113,7 @@ def dpo_loss(
     return losses, -beta * chosen_diff.detach(), -beta * rejected_diff.detach()
 
 
-class ARDMDPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
+class ARDMDPOTrainer(SpeechRLTrainer):
     r"""
     Trainer for ARDM-DPO: Direct Preference Optimization of an autoregressive diffusion model, i.e. Diffusion-DPO
     (Wallace et al. 2024) applied to every continuous token (Liu et al. 2025).
@@ -165,15 +158,9 @@ class ARDMDPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         optimizers: tuple = (None, None),
     ):
         args = args or ARDMDPOConfig(output_dir="ardm-dpo-model")
-        model, ref_model = prepare_policy_and_reference(model, ref_model, peft_config, args.peft_modules_to_save)
-        self.ref_model = ref_model
-        super().__init__(model=model, args=args, data_collator=identity_collator, train_dataset=train_dataset,
-                         eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
-                         optimizers=optimizers)
-        self.model_accepts_loss_kwargs = False
-        self._init_metrics()
-        if self.ref_model is not None:
-            self.ref_model.to(self.accelerator.device)
+        super().__init__(model, args, ref_model=ref_model, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, peft_config=peft_config, callbacks=callbacks,
+                         optimizers=optimizers)  # fmt: skip
         if args.precompute_ref_log_probs:
             if self.train_dataset is not None:
                 self.train_dataset = self.precompute_reference_errors(self.train_dataset)
@@ -183,10 +170,6 @@ class ARDMDPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
                 self.eval_dataset = self.precompute_reference_errors(self.eval_dataset)
 
     # ------------------------------------------------------------------ inputs
-    @property
-    def _policy(self) -> ARDMForSpeechSynthesis:
-        return unwrap_peft(self.accelerator.unwrap_model(self.model))
-
     def _prepare_inputs(self, inputs: list[dict[str, Any]] | PreferenceBatch) -> PreferenceBatch:
         if isinstance(inputs, PreferenceBatch):
             return inputs
@@ -238,7 +221,7 @@ class ARDMDPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
     @torch.no_grad()
     def reference_errors(self, inputs: dict[str, Any], draws: NoiseDraws) -> tuple[torch.Tensor, torch.Tensor]:
         """The reference's errors and predictions at `draws` (LoRA: the policy with adapters disabled)."""
-        with reference_model_context(self.accelerator.unwrap_model(self.model), self.ref_model) as ref:
+        with self.reference() as ref:
             return self._errors(ref, inputs, draws)
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 
-from .ardm_utils import RewardFunc
+from .ardm_utils import RewardFunc, resolve_reward_funcs
 from .rollout import AudioDecoder, Rollouts, generate_rollouts, prepare_prompt_batch, score_rollouts
 
 
@@ -41,13 +41,6 @@ class BestOfKOutput:
     samples: list[list[torch.Tensor]] | None = None
 
 
-def _as_list(reward_funcs: RewardFunc | Sequence[RewardFunc]) -> list[RewardFunc]:
-    funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
-    if not funcs:
-        raise ValueError("`reward_funcs` is empty: pass at least one reward function.")
-    return funcs
-
-
 def iter_scored_groups(
     model,
     prompts: Dataset | Sequence[dict[str, Any]],
@@ -68,10 +61,7 @@ def iter_scored_groups(
         raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
-    funcs = _as_list(reward_funcs)
-    weights = torch.tensor(list(reward_weights) if reward_weights is not None else [1.0] * len(funcs))
-    if len(weights) != len(funcs):
-        raise ValueError(f"{len(weights)} `reward_weights` for {len(funcs)} reward functions.")
+    funcs, weights = resolve_reward_funcs(reward_funcs, reward_weights)
     config = model.config
     rows = list(prompts)
     was_training = model.training

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from .speech_rl_config import SpeechRLConfig
 
 
 @dataclass
-class DiffROConfig(TrainingArguments):
+class DiffROConfig(SpeechRLConfig):
     r"""
     Configuration class for the [`DiffROTrainer`].
 
-    Only the parameters specific to DiffRO are listed here; see [`~transformers.TrainingArguments`] for the others.
+    Only the parameters specific to DiffRO are listed here; see [`SpeechRLConfig`] (`peft_modules_to_save`) and
+    [`~transformers.TrainingArguments`] for the others.
     Defaults may differ from those of [`~transformers.TrainingArguments`].
 
     Parameters:
@@ -71,10 +72,6 @@ class DiffROConfig(TrainingArguments):
     text_column: str = field(default="text_ids", metadata={"help": "Dataset column with the text-unit ids."})
     disable_dropout: bool = field(default=True, metadata={"help": "Disable dropout in the policy."})
     learning_rate: float = field(default=1e-5, metadata={"help": "Initial learning rate of AdamW."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every `logging_steps` steps."})
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep every dataset column (they are passed to the reward functions)."}
-    )
 
     def __post_init__(self):
         if self.temperature <= 0:

@@ -9,18 +9,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 from trl.trainer.utils import disable_dropout_in_model
 
 from ..models.codec_lm import SpeechSamplingOutput, process_speech_logits
-from .ardm_utils import resolve_reward_funcs, reward_func_name
 from .base import (
-    MetricsMixin,
-    ModelCardMixin,
-    identity_collator,
-    prepare_policy_and_reference,
-    reference_model_context,
     unwrap_peft,
 )
 from .diffro_config import DiffROConfig
@@ -31,6 +25,7 @@ from .diffro_utils import (
     categorical_kl,
     straight_through_gumbel_softmax,
 )
+from .speech_rl_trainer import SpeechRLTrainer
 
 logger = logging.get_logger(__name__)
 
@@ -56,7 +51,7 @@ class DiffROReplay:
     soft_tokens: torch.Tensor
 
 
-class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
+class DiffROTrainer(SpeechRLTrainer):
     """
     Trainer for Differentiable Reward Optimization (DiffRO) of a codec-token TTS language model.
 
@@ -89,6 +84,7 @@ class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
     """
 
     _trainer_name = "DiffRO"
+    _auto_model_class = AutoModelForCausalLM
     _paper_title = "Differentiable Reward Optimization for LLM based TTS system"
     _paper_url = "https://arxiv.org/abs/2507.05911"
     _tag_names = ["ardm_trl", "diffro", "text-to-speech"]
@@ -107,33 +103,20 @@ class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
         optimizers=(None, None),
     ):
         args = args or DiffROConfig(output_dir="diffro_model")
-        if isinstance(model, str):
-            model = AutoModelForCausalLM.from_pretrained(model)
-        self.reward_funcs, self.reward_weights = resolve_reward_funcs(reward_funcs, args.reward_weights)
-        self.reward_names = [reward_func_name(f) for f in self.reward_funcs]
-
-        if args.disable_dropout:
-            disable_dropout_in_model(model)
-        model, self.ref_model = prepare_policy_and_reference(model, ref_model, peft_config, needs_reference=args.beta > 0)
-
-        super().__init__(
-            model=model,
-            args=args,
-            data_collator=identity_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            callbacks=callbacks,
-            optimizers=optimizers,
-        )
-        self._init_metrics()
-        if self.ref_model is not None:
-            self.ref_model = self.accelerator.prepare_model(self.ref_model, evaluation_mode=True)
+        super().__init__(model, args, reward_funcs=reward_funcs, ref_model=ref_model, needs_reference=args.beta > 0,
+                         train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing_class,
+                         peft_config=peft_config, callbacks=callbacks, optimizers=optimizers)  # fmt: skip
         for func in self.reward_funcs:
             if isinstance(func, nn.Module):
                 func.to(self.accelerator.device).eval().requires_grad_(False)
         self._generator = torch.Generator(device=self.accelerator.device)
         self._generator.manual_seed(args.seed + self.accelerator.process_index)
+
+    def configure_model(self, model: PreTrainedModel, args: DiffROConfig) -> PreTrainedModel:
+        """Disable dropout (`args.disable_dropout`), so the replay sees the distribution that was sampled."""
+        if args.disable_dropout:
+            disable_dropout_in_model(model)
+        return model
 
     # ------------------------------------------------------------------ 1. rollout
     def _prompt_text_ids(self, rows: list[dict[str, Any]]) -> list[list[int]]:
@@ -210,9 +193,7 @@ class DiffROTrainer(MetricsMixin, ModelCardMixin, Trainer):
     @torch.no_grad()
     def reference_logits(self, model: nn.Module, rollout: DiffRORollout) -> torch.Tensor:
         """Processed logits of the reference policy at the sampled positions."""
-        if self.ref_model is not None:
-            return self.speech_logits(self.ref_model, rollout)
-        with reference_model_context(self.accelerator.unwrap_model(model)) as reference:
+        with self.reference() as reference:
             return self.speech_logits(reference, rollout)
 
     def compute_kl(self, model: nn.Module, rollout: DiffRORollout, logits: torch.Tensor) -> torch.Tensor:

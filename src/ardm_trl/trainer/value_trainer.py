@@ -12,7 +12,7 @@ from transformers import Trainer, TrainerCallback
 
 from ..data.collators import ARDMDataCollator, pad_sequences
 from ..models.ardm import ARDMValueModel
-from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, value_loss
+from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, resolve_reward_funcs, value_loss
 from .base import MetricsMixin, ModelCardMixin, check_finite
 from .rollout import AudioDecoder, generate_rollouts, prepare_prompt_batch, score_rollout_tokens, score_rollouts
 from .value_config import ValueConfig
@@ -287,8 +287,7 @@ def build_value_dataset(
     (the reward spread over the sample's patches, [`score_rollout_tokens`]; `reward` is then their sum), which
     `ValueConfig(value_target="reward_to_go")` trains on.
     """
-    funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
-    weights = torch.tensor(reward_weights if reward_weights is not None else [1.0] * len(funcs))
+    funcs, weights = resolve_reward_funcs(reward_funcs, reward_weights)
     rows = list(prompts)
     records: list[dict[str, Any]] = []
     for start in range(0, len(rows), batch_size):

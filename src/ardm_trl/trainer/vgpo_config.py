@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from .speech_rl_config import ARDMRLConfig
 
 
 @dataclass
-class VGPOConfig(TrainingArguments):
+class VGPOConfig(ARDMRLConfig):
     r"""
     Configuration of [`VGPOTrainer`]. Optimiser defaults follow the paper's Sec. 4.1 (AdamW, learning rate 1e-6,
     betas (0.9, 0.95), weight decay 0.01). The paper's learning rate is for its 0.4 B-parameter DiTAR trained for
@@ -20,7 +20,7 @@ class VGPOConfig(TrainingArguments):
 
     `per_device_train_batch_size` counts prompts; each prompt is sampled `num_generations` times per step.
 
-    Parameters (beyond [`~transformers.TrainingArguments`]):
+    Parameters (beyond [`ARDMRLConfig`]: `num_draws`, `peft_modules_to_save`, the paper's optimiser defaults):
         > Rollouts
 
         num_generations (`int`, *optional*, defaults to `4`):
@@ -90,8 +90,6 @@ class VGPOConfig(TrainingArguments):
         allow_untrained_value_model (`bool`, *optional*, defaults to `False`):
             Accept a value model whose output layer is still zero (untrained: its gradient is zero). Refused by
             default; useful only with `online_value_update=True`.
-        peft_modules_to_save (`list[str]`, *optional*):
-            With `peft_config`, sub-modules that stay fully trainable besides the adapters (e.g. `["head"]`).
     """
 
     num_generations: int = field(default=4, metadata={"help": "Trajectories per prompt per step."})
@@ -99,11 +97,9 @@ class VGPOConfig(TrainingArguments):
     min_patches: int = field(default=0, metadata={"help": "Stop head ignored before this many patches."})
     temperature: float | None = field(default=None, metadata={"help": "Rollout temperature (None: the policy's)."})
     num_inference_steps: int | None = field(default=None, metadata={"help": "Denoising steps (None: the policy's)."})
-    lm_guidance_scale: float | None = field(default=None, metadata={"help": "LM guidance w (None: the policy's)."})
     reward_weights: list[float] | None = field(default=None, metadata={"help": "Weights of the reward functions."})
     group_normalize: bool = field(default=False, metadata={"help": "Per-prompt reward normalisation (Sec. 4.3)."})
     w_kl: float = field(default=1.0, metadata={"help": "Weight of the KL term (Eq. 15)."})
-    num_draws: int = field(default=4, metadata={"help": "Random diffusion times per token per step."})
     max_tokens_per_sample: int | None = field(default=None, metadata={"help": "Random tokens per trajectory."})
     online_value_update: bool = field(default=False, metadata={"help": "Update the value model online (Alg. 3)."})
     value_steps: int = field(default=10, metadata={"help": "Value steps per policy step."})
@@ -117,12 +113,6 @@ class VGPOConfig(TrainingArguments):
     discriminator_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the discriminator."})
     adm_real_max_patches: int | None = field(default=None, metadata={"help": "Cut real samples to this many patches."})
     allow_untrained_value_model: bool = field(default=False, metadata={"help": "Accept a zero-initialised value head."})
-    peft_modules_to_save: list[str] | None = field(default=None, metadata={"help": "Fully trainable modules with LoRA."})
-    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (paper: 1e-6)."})
-    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (paper: 0.95)."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (paper: 0.01)."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: reward functions read columns."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -132,8 +122,6 @@ class VGPOConfig(TrainingArguments):
             raise ValueError("`group_normalize=True` needs `num_generations >= 2` samples per prompt.")
         if self.w_kl < 0 or self.w_adm < 0:
             raise ValueError("`w_kl` and `w_adm` must be >= 0.")
-        if self.lm_guidance_scale is not None and self.lm_guidance_scale < 0:
-            raise ValueError(f"`lm_guidance_scale` must be >= 0, got {self.lm_guidance_scale}.")
         if self.temperature is not None and self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature}.")
         if self.value_target not in ("reward", "reward_to_go"):
@@ -142,7 +130,7 @@ class VGPOConfig(TrainingArguments):
             raise ValueError(f"`value_discount` must lie in [0, 1], got {self.value_discount}.")
         if self.value_loss_type not in ("mse", "exp_mse"):
             raise ValueError(f"`value_loss_type` must be 'mse' or 'exp_mse', got {self.value_loss_type!r}.")
-        positive = {"max_patches": self.max_patches, "num_draws": self.num_draws, "value_steps": self.value_steps,
+        positive = {"max_patches": self.max_patches, "value_steps": self.value_steps,
                     "discriminator_steps": self.discriminator_steps, "num_inference_steps": self.num_inference_steps,
                     "max_tokens_per_sample": self.max_tokens_per_sample, "adm_real_max_patches":
                     self.adm_real_max_patches}  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import AutoModel, PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
@@ -28,18 +28,9 @@ from .ardm_utils import (
     ardm_kl,
     draw_noisy_tokens,
     group_normalize,
-    resolve_reward_funcs,
     reward_func_name,
 )
-from .base import (
-    MetricsMixin,
-    ModelCardMixin,
-    check_finite,
-    identity_collator,
-    prepare_policy_and_reference,
-    reference_model_context,
-    unwrap_peft,
-)
+from .base import check_finite, unwrap_peft
 from .rollout import (
     AudioDecoder,
     Rollouts,
@@ -48,6 +39,7 @@ from .rollout import (
     score_rollout_tokens,
     score_rollouts,
 )
+from .speech_rl_trainer import SpeechRLTrainer
 from .value_trainer import rewards_to_go, value_training_loss
 from .vgpo_config import VGPOConfig
 
@@ -57,7 +49,7 @@ VALUE_MODEL_NAME = "value_model"
 DISCRIMINATOR_NAME = "discriminator"
 
 
-class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
+class VGPOTrainer(SpeechRLTrainer):
     r"""
     Trainer for Value-Guided Policy Optimisation (VGPO), an actor-critic RL fine-tuning method for autoregressive
     diffusion models.
@@ -112,36 +104,16 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         optimizers: tuple = (None, None),
     ):
         args = args or VGPOConfig(output_dir="vgpo-model")
-        if isinstance(model, str):
-            model = AutoModel.from_pretrained(model)  # before the compatibility checks below
-        self.reward_funcs, self.reward_weights = resolve_reward_funcs(reward_funcs, args.reward_weights)
-        self._check_compatible(model, value_model, "value model")
-        if value_model.has_untrained_head() and not args.allow_untrained_value_model:
-            raise ValueError(
-                "The value model's output layer is still at its zero initialisation (`ARDMValueModel.from_ardm` "
-                "without training): its gradient is zero and VGPO would train on the KL term alone. Train it first "
-                "(`ValueTrainer` or `train_value_model`, VGPO Alg. 1), or set `allow_untrained_value_model=True` "
-                "together with `online_value_update=True` to learn it during the run."
-            )
-        if discriminator is not None:
-            self._check_compatible(model, discriminator, "discriminator")
-
-        model, ref_model = prepare_policy_and_reference(model, ref_model, peft_config, args.peft_modules_to_save)
-        if args.use_adm and discriminator is None:
-            discriminator = ARDMDiscriminator.from_ardm(unwrap_peft(model) if ref_model is None else ref_model)
-        self.ref_model = ref_model
         self.value_model = value_model
         self.discriminator = discriminator if args.use_adm else None
         self.audio_decoder = audio_decoder
-
-        super().__init__(model=model, args=args, data_collator=identity_collator, train_dataset=train_dataset,
-                         eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
-                         optimizers=optimizers)
-        self.model_accepts_loss_kwargs = False
-        self._init_metrics()
+        super().__init__(model, args, reward_funcs=reward_funcs, ref_model=ref_model, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, peft_config=peft_config,
+                         callbacks=callbacks, optimizers=optimizers)  # fmt: skip
         device = self.accelerator.device
-        if self.ref_model is not None:
-            self.ref_model.to(device)
+        if args.use_adm and self.discriminator is None:
+            source = self._policy if self.ref_model is None else self.accelerator.unwrap_model(self.ref_model)
+            self.discriminator = ARDMDiscriminator.from_ardm(source)
         self.value_model.to(device)
         self.value_optimizer = None
         if args.online_value_update:
@@ -157,6 +129,20 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
                 self.discriminator.parameters(), lr=args.discriminator_learning_rate,
                 betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.weight_decay)
 
+    def configure_model(self, model: ARDMForSpeechSynthesis, args: VGPOConfig) -> ARDMForSpeechSynthesis:
+        """Check the value model (and discriminator) against the policy before any set-up."""
+        self._check_compatible(model, self.value_model, "value model")
+        if self.value_model.has_untrained_head() and not args.allow_untrained_value_model:
+            raise ValueError(
+                "The value model's output layer is still at its zero initialisation (`ARDMValueModel.from_ardm` "
+                "without training): its gradient is zero and VGPO would train on the KL term alone. Train it first "
+                "(`ValueTrainer` or `train_value_model`, VGPO Alg. 1), or set `allow_untrained_value_model=True` "
+                "together with `online_value_update=True` to learn it during the run."
+            )
+        if self.discriminator is not None:
+            self._check_compatible(model, self.discriminator, "discriminator")
+        return model
+
     @staticmethod
     def _check_compatible(policy: PreTrainedModel, other: PreTrainedModel, name: str) -> None:
         policy_config, other_config = unwrap_peft(policy).config, other.config
@@ -168,10 +154,6 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
                 )
 
     # ------------------------------------------------------------------ rollouts
-    @property
-    def _policy(self) -> ARDMForSpeechSynthesis:
-        return unwrap_peft(self.accelerator.unwrap_model(self.model))
-
     def _generation_kwargs(self) -> dict[str, Any]:
         """How rollouts are sampled: `args` where set, else the policy's own settings ([`sampling_settings`])."""
         args = self.args
@@ -264,7 +246,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         prediction = model(**model_inputs, draws=draws, lm_guidance_scale=guidance).head_prediction
         epsilon = schedule.to_epsilon(prediction, draws.noisy, draws.timesteps)
         # 2. reference prediction and value gradient (one LM pass each, heads at every draw)
-        with torch.no_grad(), reference_model_context(self.accelerator.unwrap_model(model), self.ref_model) as ref:
+        with torch.no_grad(), self.reference() as ref:
             ref_prediction = ref(**model_inputs, draws=draws, lm_guidance_scale=guidance).head_prediction
         ref_epsilon = schedule.to_epsilon(ref_prediction, draws.noisy, draws.timesteps)
         _, sigma = schedule.alpha_sigma(draws.timesteps, draws.noisy)
@@ -332,7 +314,7 @@ class VGPOTrainer(MetricsMixin, ModelCardMixin, Trainer):
         kwargs = self._generation_kwargs()
         if self.args.adm_real_max_patches:
             kwargs["max_patches"] = min(kwargs["max_patches"], self.args.adm_real_max_patches)
-        with reference_model_context(self.accelerator.unwrap_model(self.model), self.ref_model) as ref:
+        with self.reference() as ref:
             return generate_rollouts(unwrap_peft(ref), rollouts, **kwargs)
 
     def update_discriminator(self, fake: Rollouts) -> None:

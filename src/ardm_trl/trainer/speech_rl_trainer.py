@@ -1,0 +1,124 @@
+"""The base class of the project's RL trainers: model and PEFT set-up, the reference, reward resolution, metrics and
+model cards, so that each trainer holds only its method."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from torch import nn
+from transformers import AutoModel, Trainer, TrainerCallback
+
+from .ardm_utils import RewardFunc, resolve_reward_funcs, reward_func_name
+from .base import (
+    MetricsMixin,
+    ModelCardMixin,
+    identity_collator,
+    prepare_policy_and_reference,
+    reference_model_context,
+    unwrap_peft,
+)
+from .speech_rl_config import SpeechRLConfig
+
+
+class SpeechRLTrainer(MetricsMixin, ModelCardMixin, Trainer):
+    r"""
+    Base of [`VGPOTrainer`], [`ARDMDPOTrainer`] and [`DiffROTrainer`] (TRL's `_BaseTrainer` plays this role there).
+
+    It owns what every RL trainer of the project does the same way:
+
+    - the policy: loaded with `_auto_model_class.from_pretrained` when given as a path or Hub id, passed to the
+      [`configure_model`] hook (compatibility checks, dropout), then wrapped with PEFT when `peft_config` is given
+      (`args.peft_modules_to_save` stay fully trainable);
+    - the reference: `ref_model` if given, else the policy with its adapters disabled (PEFT: no second copy), else a
+      frozen copy of the initial policy; prepared for the distributed set-up like TRL's (DeepSpeed, FSDP, or
+      `accelerator.prepare_model(..., evaluation_mode=True)`) and entered with [`reference`];
+    - reward functions in TRL's convention (`reward_funcs`, `args.reward_weights`), checked once: `reward_funcs`,
+      `reward_weights` (a tensor) and `reward_names`;
+    - raw rows as batches (`identity_collator`: subclasses batch them in `_prepare_inputs`), TRL-style metric buffering
+      (`_record_metric`, flushed in `log`) and model cards from `hub_cards/`.
+
+    Args:
+        model (`PreTrainedModel` or `str`): the policy, or a path / Hub id.
+        args ([`SpeechRLConfig`]): the configuration.
+        reward_funcs (`RewardFunc` or `list[RewardFunc]`, *optional*): reward callables, for trainers that score
+            samples.
+        ref_model (`PreTrainedModel`, *optional*): the reference (see above).
+        needs_reference (`bool`, *optional*, defaults to `True`): `False` when the method has no reference term
+            (e.g. DiffRO with `beta=0`): no frozen copy is made.
+        train_dataset, eval_dataset, processing_class, callbacks, optimizers: as in [`~transformers.Trainer`].
+        peft_config (`peft.PeftConfig`, *optional*): adapters to train instead of the full policy.
+    """
+
+    _auto_model_class: ClassVar[type] = AutoModel
+
+    def __init__(
+        self,
+        model: nn.Module | str,
+        args: SpeechRLConfig,
+        reward_funcs: RewardFunc | Sequence[RewardFunc] | None = None,
+        ref_model: nn.Module | None = None,
+        needs_reference: bool = True,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        peft_config: Any = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple = (None, None),
+    ):
+        model = self.load_model(model)
+        if reward_funcs is not None:
+            self.reward_funcs, self.reward_weights = resolve_reward_funcs(reward_funcs, getattr(args, "reward_weights",
+                                                                                                None))  # fmt: skip
+            self.reward_names = [reward_func_name(f) for f in self.reward_funcs]
+        model = self.configure_model(model, args)
+        model, ref_model = prepare_policy_and_reference(model, ref_model, peft_config, args.peft_modules_to_save,
+                                                        needs_reference=needs_reference)  # fmt: skip
+        self.ref_model = ref_model
+        super().__init__(model=model, args=args, data_collator=identity_collator, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, callbacks=callbacks,
+                         optimizers=optimizers)  # fmt: skip
+        self.model_accepts_loss_kwargs = False
+        self._init_metrics()
+        if self.ref_model is not None:
+            self.ref_model = self.prepare_frozen_model(self.ref_model)
+
+    @classmethod
+    def load_model(cls, model: nn.Module | str) -> nn.Module:
+        """`model` itself, or `_auto_model_class.from_pretrained(model)` for a path or Hub id."""
+        return cls._auto_model_class.from_pretrained(model) if isinstance(model, str) else model
+
+    def configure_model(self, model: nn.Module, args: SpeechRLConfig) -> nn.Module:
+        """Hook run on the loaded policy before PEFT wrapping and before `Trainer.__init__` (checks, dropout); returns
+        the policy. Raising here leaves every model untouched."""
+        return model
+
+    def prepare_frozen_model(self, module: nn.Module) -> nn.Module:
+        """Place a frozen model (the reference) for the distributed set-up, as TRL does: a DeepSpeed inference engine
+        (sharded under ZeRO-3), an FSDP wrap, or `accelerator.prepare_model(..., evaluation_mode=True)` (device
+        placement, no DDP wrap)."""
+        module.eval().requires_grad_(False)
+        if self.is_deepspeed_enabled:
+            from trl.models import prepare_deepspeed
+
+            return prepare_deepspeed(module, self.accelerator)
+        if self.is_fsdp_enabled:
+            from trl.models import prepare_fsdp
+
+            return prepare_fsdp(module, self.accelerator)
+        return self.accelerator.prepare_model(module, evaluation_mode=True)
+
+    @property
+    def _policy(self) -> nn.Module:
+        """The policy's `PreTrainedModel` (no DDP / DeepSpeed / PEFT wrapper)."""
+        return unwrap_peft(self.accelerator.unwrap_model(self.model))
+
+    @contextlib.contextmanager
+    def reference(self) -> Iterator[nn.Module]:
+        """The reference model: `ref_model`, or the policy with its PEFT adapters disabled."""
+        with reference_model_context(self.accelerator.unwrap_model(self.model), self.ref_model) as ref:
+            yield ref
+
+
+__all__ = ["SpeechRLTrainer"]
