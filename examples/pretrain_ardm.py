@@ -31,7 +31,7 @@ Usage:
     # any option from a YAML file
     python examples/pretrain_ardm.py --config pretrain_ardm.yaml
 
-    # two processes on the CPU (see ENV-NOTES: --cpu silently runs one process)
+    # two processes on the CPU (`--cpu` would run one process only)
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
         examples/pretrain_ardm.py --use_cpu true --max_train_minutes 30
 """

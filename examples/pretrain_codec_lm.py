@@ -29,7 +29,7 @@ Usage:
     # only evaluate the saved model
     python examples/pretrain_codec_lm.py --max_train_minutes 0 --num_eval_samples 32
 
-    # two processes on the CPU (see ENV-NOTES: `--cpu` silently runs one process)
+    # two processes on the CPU (`--cpu` would run one process only)
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
         examples/pretrain_codec_lm.py --use_cpu true
 """
