@@ -77,7 +77,7 @@ class TableBuilder:
                                           lm_guidance_scale=args.lm_guidance_scale,
                                           num_inference_steps=args.num_inference_steps,
                                           max_patches=args.max_patches or self.task.max_patches)  # fmt: skip
-        columns = self.task.columns(with_error_rate=True)
+        columns = self.task.columns(with_error_rate=not args.no_error_rate)
         self.metrics = [c.key for c in columns]
         prompt_ids = [i for _ in args.seeds for i in range(len(self.rows))]
         seeds = [s for s in args.seeds for _ in self.rows]
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--policy", action="append", default=[], help="NAME=PATH of a trained policy.")
     parser.add_argument("--frontier", action="append", default=[], help="NAME=RUN_DIR: every checkpoint of a run.")
     parser.add_argument("--keep", action="store_true", help="Reuse the rows already in --output_json.")
+    parser.add_argument("--no_error_rate", action="store_true", help="No whisper WER/CER column (faster).")
     parser.add_argument("--num_threads", type=int, default=1)
     parser.add_argument("--output_json", help="Default: benchmarks/results/task_a.json or task_b.json.")
     args = parser.parse_args(argv)
