@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 from transformers import AutoModel, Trainer, TrainerCallback
 
@@ -35,7 +36,7 @@ class SpeechRLTrainer(MetricsMixin, ModelCardMixin, Trainer):
       frozen copy of the initial policy; prepared for the distributed set-up like TRL's (DeepSpeed, FSDP, or
       `accelerator.prepare_model(..., evaluation_mode=True)`) and entered with [`reference`];
     - reward functions in TRL's convention (`reward_funcs`, `args.reward_weights`), checked once: `reward_funcs`,
-      `reward_weights` (a tensor) and `reward_names`;
+      `reward_weights` (a tensor) and `reward_names` (empty without `reward_funcs`);
     - raw rows as batches (`identity_collator`: subclasses batch them in `_prepare_inputs`), TRL-style metric buffering
       (`_record_metric`, flushed in `log`) and model cards from `hub_cards/`.
 
@@ -68,6 +69,7 @@ class SpeechRLTrainer(MetricsMixin, ModelCardMixin, Trainer):
         optimizers: tuple = (None, None),
     ):
         model = self.load_model(model)
+        self.reward_funcs, self.reward_weights, self.reward_names = [], torch.zeros(0), []
         if reward_funcs is not None:
             self.reward_funcs, self.reward_weights = resolve_reward_funcs(reward_funcs, getattr(args, "reward_weights",
                                                                                                 None))  # fmt: skip
