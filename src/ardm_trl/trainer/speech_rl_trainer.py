@@ -99,8 +99,9 @@ class SpeechRLTrainer(MetricsMixin, ModelCardMixin, Trainer):
     def prepare_frozen_model(self, module: nn.Module) -> nn.Module:
         """Place a frozen model (the reference) for the distributed set-up, as TRL does: a DeepSpeed inference engine
         (sharded under ZeRO-3), an FSDP wrap, or `accelerator.prepare_model(..., evaluation_mode=True)` (device
-        placement, no DDP wrap)."""
-        module.eval().requires_grad_(False)
+        placement, no DDP wrap). The caller's module is put in eval mode but its `requires_grad` flags are left as
+        they are (it is only ever run under `torch.no_grad()`), so it can seed another run's policy."""
+        module.eval()
         if self.is_deepspeed_enabled:
             from trl.models import prepare_deepspeed
 

@@ -117,6 +117,7 @@ class VGPOTrainer(SpeechRLTrainer):
         self.value_model.to(device)
         self.value_optimizer = None
         if args.online_value_update:
+            self.value_model.requires_grad_(True)
             self.value_optimizer = torch.optim.AdamW(self.value_model.parameters(), lr=args.value_learning_rate,
                                                      betas=(args.adam_beta1, args.adam_beta2),
                                                      weight_decay=args.weight_decay)
