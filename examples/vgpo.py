@@ -2,11 +2,14 @@
 
 Usage:
 
-    # the demo: the bundled ARDM, codec and CTC value model; VGPO (Alg. 3) on the CTC log-likelihood of the text (the
-    # paper's Task B reward), then Base and VGPO on 32 held-out prompts x 2 sampling seeds, paired per prompt
+    # the demo: the bundled ARDM, codec and pitch value model; VGPO (Alg. 3) on the `pitch` task (speak higher: mean
+    # pitch in semitones), then Base and VGPO on 32 held-out test prompts x 2 sampling seeds, paired per prompt
     accelerate launch examples/vgpo.py
 
-    # Task A's reward (F0 variance), with a value model trained first on corpus audio (Alg. 1)
+    # the same on the validation split (how the demo's settings were chosen)
+    accelerate launch examples/vgpo.py --eval_split validation --num_eval_prompts 24
+
+    # Task A's reward (F0 variance), with a value model trained first on corpus audio (Alg. 1; no bundled one)
     accelerate launch examples/vgpo.py --task f0 --value_model_name_or_path none
 
     # the paper's full recipe: online value updates on rewards-to-go, adversarial distribution matching
@@ -57,18 +60,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 DEMO_DEFAULTS = {
     "output_dir": "outputs/vgpo-demo",
-    "max_steps": "40",
+    "max_steps": "40",  # lr, steps, w_kl: chosen on the validation split (docs/quickstart.md)
     "per_device_train_batch_size": "4",
     "num_generations": "4",
     "learning_rate": "1e-4",
     "lr_scheduler_type": "cosine",  # ends where it converged: a constant rate leaves the last step a random draw
     "warmup_steps": "2",
-    "w_kl": "0.0625",
+    "w_kl": "0.015625",  # 2^-6, inside the paper's Task A range 2^-4 ... 2^-8
     "num_draws": "4",
     "temperature": "0.25",
     "lm_guidance_scale": "1.5",
     "group_normalize": "true",
-    "logging_steps": "1",
+    "logging_steps": "4",
+    "score_logged_steps_only": "true",  # the loss uses only the value model's gradient: decode and score logged steps
     "save_strategy": "no",
     "report_to": "none",
     "use_cpu": "true",
@@ -80,14 +84,17 @@ DEMO_DEFAULTS = {
 class ScriptArguments:
     model_name_or_path: str = field(default=str(REPO / "pretrained" / "ardm"), metadata={"help": "The ARDM."})
     codec_name_or_path: str | None = field(default=None, metadata={"help": "The latent codec (bundled one if None)."})
-    value_model_name_or_path: str = field(default=str(REPO / "pretrained" / "value_ctc"),
-                                          metadata={"help": "A trained value model, or 'none' to train one first "
-                                                            "(Alg. 1: on corpus audio for Task A, on the ARDM's own "
-                                                            "samples for Task B)."})  # fmt: skip
-    task: str = field(default="ctc", metadata={"help": "'ctc' (Task B reward), 'f0' (Task A) or 'pitch'."})
+    value_model_name_or_path: str | None = field(default=None,
+                                                 metadata={"help": "A trained value model; 'none' trains one first "
+                                                                   "(Alg. 1: on corpus audio for Task A, on the "
+                                                                   "ARDM's own samples otherwise); by default the "
+                                                                   "bundled one of the task (pretrained/value_<task>)."})  # fmt: skip
+    task: str = field(default="pitch", metadata={"help": "'pitch' (speak higher), 'ctc' (Task B) or 'f0' (Task A)."})
     corpus_utterances: int = field(default=800, metadata={"help": "Size of the espeak corpus of the prompts."})
     num_train_prompts: int = field(default=64, metadata={"help": "Training prompts (train split)."})
-    num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts (test split)."})
+    num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts of the table."})
+    eval_split: str = field(default="test", metadata={"help": "Split of the table's prompts: 'test' or 'validation' "
+                                                              "(to choose settings without seeing the test prompts)."})
     eval_seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Sampling seeds of the table."})
     value_pretrain_steps: int = field(default=300, metadata={"help": "Steps of Alg. 1 when no value model is given."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters on the LM instead of all weights."})
@@ -111,7 +118,16 @@ def with_demo_defaults(argv: list[str]) -> list[str]:
 def value_model_for(script_args, training_args, policy, train_rows, reward):
     """The given value model, or Alg. 1 now: on corpus audio (Task A) or the policy's own samples (Task B)."""
     path = script_args.value_model_name_or_path
-    if path and path.lower() != "none":
+    if path is None:
+        path = REPO / "pretrained" / f"value_{script_args.task}"
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"No value model is bundled for task {script_args.task!r} ({path} does not exist). Train one with "
+                "examples/train_value.py and pass --value_model_name_or_path, or pass --value_model_name_or_path none "
+                "to train one here first (Alg. 1)."
+            )
+        return AutoModel.from_pretrained(str(path)).eval()
+    if path.lower() != "none":
         return AutoModel.from_pretrained(path).eval()
     task = get_task(script_args.task)
     config = ValueConfig(output_dir=str(Path(training_args.output_dir) / "value_training"), report_to="none",
@@ -171,7 +187,7 @@ def main() -> None:
         train_rows = task_prompts(task, "train", codec, tokenizer, limit=script_args.num_train_prompts,
                                   corpus_utterances=script_args.corpus_utterances, seed=training_args.seed,
                                   include_target_latents=task.value_source == "corpus")  # fmt: skip
-        eval_rows = task_prompts(task, "test", codec, tokenizer, limit=script_args.num_eval_prompts,
+        eval_rows = task_prompts(task, script_args.eval_split, codec, tokenizer, limit=script_args.num_eval_prompts,
                                  corpus_utterances=script_args.corpus_utterances)  # fmt: skip
     logger.info("%d training prompts, %d held-out prompts", len(train_rows), len(eval_rows))
 

@@ -61,6 +61,32 @@ def test_vgpo_updates_the_policy_and_logs_documented_metrics(tmp_path):
     assert logs["completions/mean_patches"] == 3
 
 
+def test_score_logged_steps_only_scores_the_first_and_logged_steps_and_trains_the_same_way(tmp_path):
+    steps = []
+
+    def counting_reward(prompts, completions, **kwargs):
+        steps.append(trainer.state.global_step)
+        return mean_latent(prompts, completions)
+
+    policy, value_model = make_models()
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    args = vgpo_args(tmp_path, max_steps=6, logging_steps=3, score_logged_steps_only=True)
+    trainer = VGPOTrainer(policy, value_model, counting_reward, args, train_dataset=dataset())
+    trainer.train()
+    # global_step while step k+1 rolls out is k: step 1 (a bad reward fails before any update), then steps 3 and 6
+    assert steps == [0, 2, 5]
+    assert [h["step"] for h in trainer.state.log_history if "reward" in h] == [3, 6]
+    assert any(not torch.equal(p, before[n]) for n, p in policy.named_parameters())
+    # the online value update needs every step's rewards: the flag is ignored
+    steps.clear()
+    policy, value_model = make_models()
+    args = vgpo_args(tmp_path, max_steps=3, logging_steps=3, score_logged_steps_only=True, online_value_update=True,
+                     value_steps=1)
+    trainer = VGPOTrainer(policy, value_model, counting_reward, args, train_dataset=dataset())
+    trainer.train()
+    assert steps == [0, 1, 2]
+
+
 def test_online_value_update_and_adm_train_their_models(tmp_path):
     policy, value_model = make_models()
     value_before = {n: p.detach().clone() for n, p in value_model.named_parameters()}

@@ -46,6 +46,11 @@ class VGPOConfig(ARDMRLConfig):
             Weights of the reward functions (all 1 by default).
         group_normalize (`bool`, *optional*, defaults to `False`):
             Per-prompt reward normalisation over the `num_generations` samples (Sec. 4.3), used for the value updates.
+        score_logged_steps_only (`bool`, *optional*, defaults to `False`):
+            Without online value updates the loss does not use the rewards (only the value model's gradient); `True`
+            then scores rollouts only on the steps whose metrics are logged (every `logging_steps`), skipping the
+            audio decoding and reward calls of the others. The logged reward is then that of the logged step's
+            rollouts. Ignored (every step is scored) with `online_value_update=True`.
 
         > Loss
 
@@ -99,6 +104,7 @@ class VGPOConfig(ARDMRLConfig):
     num_inference_steps: int | None = field(default=None, metadata={"help": "Denoising steps (None: the policy's)."})
     reward_weights: list[float] | None = field(default=None, metadata={"help": "Weights of the reward functions."})
     group_normalize: bool = field(default=False, metadata={"help": "Per-prompt reward normalisation (Sec. 4.3)."})
+    score_logged_steps_only: bool = field(default=False, metadata={"help": "Score rollouts on logged steps only."})
     w_kl: float = field(default=1.0, metadata={"help": "Weight of the KL term (Eq. 15)."})
     max_tokens_per_sample: int | None = field(default=None, metadata={"help": "Random tokens per trajectory."})
     online_value_update: bool = field(default=False, metadata={"help": "Update the value model online (Alg. 3)."})

@@ -184,14 +184,18 @@ class VGPOTrainer(SpeechRLTrainer):
         rollouts = generate_rollouts(policy, batch, **self._generation_kwargs())
         policy.train(was_training)
         generated = time.perf_counter()
+        mode = "train" if self.model.training else "eval"
+        lengths = rollouts.latents_mask.sum(-1).float() / config.patch_size
+        self._record_metric("completions/mean_patches", lengths.mean(), mode)
+        self._record_metric("time/rollout", generated - start, mode)
+        if not self._scores_this_step():
+            return rollouts
         if self.args.online_value_update and self.args.value_target == "reward_to_go":
             rollouts = score_rollout_tokens(rollouts, self.reward_funcs, self.reward_weights, self.audio_decoder,
                                             config.patch_size)  # fmt: skip
         else:
             rollouts = score_rollouts(rollouts, self.reward_funcs, self.reward_weights, self.audio_decoder)
         scored = time.perf_counter()
-
-        mode = "train" if self.model.training else "eval"
         for k, func in enumerate(self.reward_funcs):
             column = rollouts.rewards_per_func[:, k]
             column = column[~torch.isnan(column)]
@@ -200,12 +204,18 @@ class VGPOTrainer(SpeechRLTrainer):
             self._record_metric(f"rewards/{name}/std", column.std() if column.numel() > 1 else 0.0, mode)
         self._record_metric("reward", rollouts.rewards.mean(), mode)
         self._record_metric("reward_std", rollouts.rewards.std() if rollouts.rewards.numel() > 1 else 0.0, mode)
-        lengths = rollouts.latents_mask.sum(-1).float() / config.patch_size
-        self._record_metric("completions/mean_patches", lengths.mean(), mode)
-        self._record_metric("time/rollout", generated - start, mode)
         self._record_metric("time/reward", scored - generated, mode)
         self._record_metric("samples_per_second", lengths.numel() / max(scored - start, 1e-9), mode)
         return rollouts
+
+    def _scores_this_step(self) -> bool:
+        """Whether this step's rollouts are scored: always when the online value update needs the rewards, else
+        every step or, with `score_logged_steps_only`, the first step (a misbehaving reward fails before any update)
+        and the steps whose metrics are logged."""
+        args = self.args
+        if args.online_value_update or not args.score_logged_steps_only or self.state.global_step == 0:
+            return True
+        return (self.state.global_step + 1) % max(int(self.state.logging_steps or 1), 1) == 0
 
     def _value_targets(self, rollouts: Rollouts) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The online value update's targets: the (group-normalised) rewards, and with `value_target="reward_to_go"`
