@@ -27,6 +27,20 @@ def test_a_half_written_corpus_is_never_loaded(tmp_path):
     assert len(load_or_build_corpus(tmp_path, 12, seed=0, sampling_rate=16000)["train"]) == len(corpus["train"])
 
 
+def _texts_of_a_shared_build(cache_dir):
+    corpus = load_or_build_corpus(cache_dir, 60, seed=2, sampling_rate=16000)
+    return list(corpus["train"]["text"]) + list(corpus["test"]["text"])
+
+
+def test_processes_building_the_same_corpus_at_once_share_one_build(tmp_path):
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        first, second = pool.map(_texts_of_a_shared_build, [tmp_path, tmp_path])
+    assert len(first) == 60 and first == second
+    assert not (tmp_path / "corpus_60_2_16000.partial").exists()
+
+
 def test_encode_audio_keeps_row_order_and_batches_similar_durations(tmp_path):
     split = load_or_build_corpus(tmp_path, 30, seed=1, sampling_rate=16000)["train"]
     batches = []

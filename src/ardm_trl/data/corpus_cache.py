@@ -19,8 +19,8 @@ def load_or_build_corpus(
     cache_dir: str | Path, num_utterances: int, seed: int, sampling_rate: int, hard_fraction: float = 0.15
 ):
     """`build_tts_corpus(num_utterances, seed=seed, sampling_rate=sampling_rate, hard_fraction=hard_fraction)`, saved
-    under `cache_dir` (one
-    folder per argument set, written whole before it is named) and loaded from there when it exists.
+    under `cache_dir` (one folder per argument set, written whole before it is named) and loaded from there when it
+    exists. Processes that ask for the same corpus at the same time share one build (a file lock): the others wait.
 
     Args:
         cache_dir (`str` or `Path`): folder that holds the saved corpora.
@@ -34,13 +34,23 @@ def load_or_build_corpus(
         `datasets.DatasetDict`: splits `"train"` and `"test"` (see [`build_tts_corpus`]).
     """
     import datasets
-
-    from .corpus import build_tts_corpus
+    from filelock import FileLock  # a dependency of transformers and datasets
 
     suffix = "" if hard_fraction == 0.15 else f"_hard{hard_fraction:g}"
     folder = Path(cache_dir) / f"corpus_{num_utterances}_{seed}_{sampling_rate}{suffix}"
     if folder.is_dir():
         return datasets.load_from_disk(str(folder))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # processes that ask for the same corpus at once: one builds it, the others wait and then load it
+    with FileLock(str(folder) + ".lock"):
+        if not folder.is_dir():
+            _build_into(folder, num_utterances, seed, sampling_rate, hard_fraction)
+    return datasets.load_from_disk(str(folder))  # memory-mapped: the caller does not hold the audio in memory
+
+
+def _build_into(folder: Path, num_utterances: int, seed: int, sampling_rate: int, hard_fraction: float) -> None:
+    from .corpus import build_tts_corpus
+
     partial = folder.with_name(folder.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # left by a run killed while building or saving
@@ -54,7 +64,6 @@ def load_or_build_corpus(
     del corpus
     saved.rename(folder)  # a killed run leaves only the .partial folder, which is never loaded
     shutil.rmtree(partial)
-    return datasets.load_from_disk(str(folder))  # memory-mapped: the caller does not hold the audio in memory
 
 
 def iter_audio(dataset, indices: Sequence[int], batch_size: int = 32):

@@ -20,10 +20,11 @@ from .base import (
     reference_model_context,
     unwrap_peft,
 )
+from .checkpointing import AtomicCheckpointMixin
 from .speech_rl_config import SpeechRLConfig
 
 
-class SpeechRLTrainer(MetricsMixin, ModelCardMixin, Trainer):
+class SpeechRLTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Trainer):
     r"""
     Base of [`VGPOTrainer`], [`ARDMDPOTrainer`] and [`DiffROTrainer`] (TRL's `_BaseTrainer` plays this role there).
 
@@ -38,7 +39,10 @@ class SpeechRLTrainer(MetricsMixin, ModelCardMixin, Trainer):
     - reward functions in TRL's convention (`reward_funcs`, `args.reward_weights`), checked once: `reward_funcs`,
       `reward_weights` (a tensor) and `reward_names` (empty without `reward_funcs`);
     - raw rows as batches (`identity_collator`: subclasses batch them in `_prepare_inputs`), TRL-style metric buffering
-      (`_record_metric`, flushed in `log`) and model cards from `hub_cards/`.
+      (`_record_metric`, flushed in `log`) and model cards from `hub_cards/`;
+    - checkpoints that survive a kill ([`AtomicCheckpointMixin`]): a checkpoint is marked whole after its last file,
+      and `resume_from_checkpoint=True` resumes from the last whole one. Extra state goes in
+      `_save_extra_checkpoint_state`.
 
     Args:
         model (`PreTrainedModel` or `str`): the policy, or a path / Hub id.

@@ -10,10 +10,11 @@ from transformers import Trainer
 
 from ..models.token_reward import TokenRewardDataCollator, TokenRewardModel
 from .base import MetricsMixin, ModelCardMixin
+from .checkpointing import AtomicCheckpointMixin
 from .token_reward_config import TokenRewardTrainingConfig
 
 
-class TokenRewardTrainer(MetricsMixin, ModelCardMixin, Trainer):
+class TokenRewardTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Trainer):
     """
     Trains a [`TokenRewardModel`] on speech-token sequences labelled with their text, attributes and quality.
 

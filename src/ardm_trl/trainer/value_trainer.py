@@ -14,6 +14,7 @@ from ..data.collators import ARDMDataCollator, pad_sequences
 from ..models.ardm import ARDMValueModel
 from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, resolve_reward_funcs, value_loss
 from .base import MetricsMixin, ModelCardMixin, check_finite
+from .checkpointing import AtomicCheckpointMixin
 from .rollout import AudioDecoder, generate_rollouts, prepare_prompt_batch, score_rollout_tokens, score_rollouts
 from .value_config import ValueConfig
 from .value_evaluation import GuidanceEvaluation, value_reward_correlation
@@ -65,7 +66,7 @@ def value_training_loss(
     return value_loss(out.value, targets, loss_type), out.value
 
 
-class ValueTrainer(MetricsMixin, ModelCardMixin, Trainer):
+class ValueTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Trainer):
     """Trains an [`ARDMValueModel`] on trajectories with rewards (VGPO Algorithm 1).
 
     The dataset holds `text_input_ids`, `latents` `(F, D)`, a reward (`args.reward_column`) and optionally a group

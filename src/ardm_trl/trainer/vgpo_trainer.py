@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from ..data.collators import pad_sequences
@@ -367,21 +366,29 @@ class VGPOTrainer(SpeechRLTrainer):
             if with_optimizers and optimizer is not None:
                 torch.save(optimizer.state_dict(), os.path.join(folder, name, "optimizer.pt"))
 
-    def _save_checkpoint(self, model, trial):
-        # Critic states first: the Trainer writes trainer_state.json last, so a checkpoint folder that has it is whole.
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+    def _save_extra_checkpoint_state(self, folder: str) -> None:
         self._save_critics(folder, with_optimizers=True)
-        super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        # the critics' files are checked before any weight is loaded: a checkpoint without them resumes nothing
         for name, module, optimizer in self._critics():
             path = os.path.join(resume_from_checkpoint, name)
-            if module is None or not os.path.isdir(path):
+            if module is None:
                 continue
-            loaded = type(module).from_pretrained(path)
-            module.load_state_dict(loaded.state_dict())
-            if optimizer is not None and os.path.isfile(os.path.join(path, "optimizer.pt")):
+            needed = [path] + ([os.path.join(path, "optimizer.pt")] if optimizer is not None else [])
+            missing = [p for p in needed if not os.path.exists(p)]
+            if missing:
+                raise FileNotFoundError(
+                    f"Checkpoint {resume_from_checkpoint} lacks {', '.join(missing)}: it was saved by a run without "
+                    f"this {name.replace('_', ' ')} (or its online updates), so this run cannot resume from it exactly."
+                )
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, module, optimizer in self._critics():
+            if module is None:
+                continue
+            path = os.path.join(resume_from_checkpoint, name)
+            module.load_state_dict(type(module).from_pretrained(path).state_dict())
+            if optimizer is not None:
                 optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=True))
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
