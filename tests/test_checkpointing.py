@@ -1,6 +1,6 @@
 """Checkpoints survive a kill inside a save: the interrupted checkpoint is never chosen, and resuming from the last
 whole one ends bit-identical to an uninterrupted run (VGPO with online value updates and ADM, ARDM-DPO, value
-training)."""
+training, DiffRO with its Gumbel noise)."""
 
 import json
 
@@ -13,6 +13,7 @@ from ardm_trl import ARDMForSpeechSynthesis, ARDMValueModel
 from ardm_trl.trainer import (
     ARDMDPOConfig,
     ARDMDPOTrainer,
+    DiffROTrainer,
     ValueConfig,
     ValueTrainer,
     VGPOConfig,
@@ -76,11 +77,19 @@ def make_value(tmp_path, **overrides):
     return ValueTrainer(value_model, args, train_dataset=Dataset.from_list(rows))
 
 
+def make_diffro(tmp_path, **overrides):
+    from test_diffro import make_args, prefer_token_3, prompts_dataset, tiny_policy
+
+    args = make_args(tmp_path, **common(tmp_path, learning_rate=3e-3, **overrides))
+    return DiffROTrainer(tiny_policy(), prefer_token_3, args, train_dataset=prompts_dataset())
+
+
 def weights(trainer):
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
-@pytest.mark.parametrize("make", [make_vgpo, make_dpo, make_value], ids=["vgpo", "ardm_dpo", "value"])
+@pytest.mark.parametrize("make", [make_vgpo, make_dpo, make_value, make_diffro],
+                         ids=["vgpo", "ardm_dpo", "value", "diffro"])
 def test_a_save_killed_midway_is_skipped_and_resume_is_exact(tmp_path, make):
     full = make(tmp_path / "full")
     full.train()

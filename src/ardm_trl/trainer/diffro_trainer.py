@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,10 +256,26 @@ class DiffROTrainer(SpeechRLTrainer):
     def _model_card_fields(self) -> dict[str, Any]:
         return {"reward_funcs": self.reward_names}
 
-    def _save_checkpoint(self, model, trial):
-        model_name = Path(self.args.output_dir).name if self.args.hub_model_id is None else self.args.hub_model_id
-        self.create_model_card(model_name=model_name.split("/")[-1])
-        super()._save_checkpoint(model, trial)
+    def _generator_state_path(self, folder: str) -> str:
+        return os.path.join(folder, f"gumbel_generator_{self.accelerator.process_index}.pt")
+
+    def _save_extra_checkpoint_state(self, folder: str) -> None:
+        """The model card, and each process's Gumbel noise generator (exact resume: the next rollouts draw the same
+        noise as an uninterrupted run)."""
+        if self.args.should_save:
+            model_name = Path(self.args.output_dir).name if self.args.hub_model_id is None else self.args.hub_model_id
+            self.create_model_card(model_name=model_name.split("/")[-1])
+        os.makedirs(folder, exist_ok=True)
+        torch.save(self._generator.get_state(), self._generator_state_path(folder))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        path = self._generator_state_path(resume_from_checkpoint)
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if os.path.isfile(path):
+            self._generator.set_state(torch.load(path, weights_only=True))
+        else:
+            logger.warning("%s has no Gumbel generator state: the resumed run draws other noise than an uninterrupted "
+                           "one would.", resume_from_checkpoint)  # fmt: skip
 
 
 __all__ = ["DiffROReplay", "DiffRORollout", "DiffROTrainer"]
