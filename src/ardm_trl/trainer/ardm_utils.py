@@ -60,6 +60,22 @@ def resolve_reward_funcs(
     return funcs, torch.tensor(weights, dtype=torch.float32)
 
 
+def _reward_values(output: Any, name: str, batch: int) -> list[Any]:
+    """A reward function's output as a list, or a `ValueError` that says what it returned instead."""
+    shape = getattr(output, "shape", None)
+    if shape is not None and len(shape) != 1:
+        raise ValueError(
+            f"Reward function {name!r} returned an array of shape {tuple(shape)}; it must return one value per "
+            f"completion: a list or a 1-D tensor of length {batch} (e.g. `.squeeze(-1)` or `.flatten()`)."
+        )
+    if isinstance(output, (str, bytes, dict)) or not hasattr(output, "__iter__"):
+        raise ValueError(
+            f"Reward function {name!r} returned {type(output).__name__} {output!r:.40}; it must return one value (or "
+            f"None) per completion, a list of length {batch}."
+        )
+    return output.tolist() if hasattr(output, "tolist") else list(output)
+
+
 def call_reward_funcs(
     reward_funcs: Sequence[RewardFunc],
     reward_weights: torch.Tensor,
@@ -87,7 +103,7 @@ def call_reward_funcs(
     for k, func in enumerate(reward_funcs):
         name = reward_func_name(func)
         output = func(prompts=prompts, completions=completions, **columns, **extra)
-        values = output.tolist() if isinstance(output, torch.Tensor) else list(output)
+        values = _reward_values(output, name, batch)
         if len(values) != batch:
             raise ValueError(
                 f"Reward function {name!r} returned {len(values)} values for a batch of {batch} samples; it must "

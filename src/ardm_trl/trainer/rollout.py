@@ -71,7 +71,8 @@ def prepare_prompt_batch(
 
     A row holds the target text under `prompt` (or `text`), and either `text_input_ids` or nothing, in which case
     `processing_class` (a callable text -> ids, or an object with `encode`) tokenises the text. An optional
-    `prompt_latents` column `(Fp, D)` is the voice prompt. Every other column is kept for the reward functions.
+    `prompt_latents` column `(Fp, D)` is the voice prompt, per row (rows without one get none). Every other column is
+    kept for the reward functions.
     """
     if not rows:
         raise ValueError("Empty batch of prompts.")
@@ -79,8 +80,14 @@ def prepare_prompt_batch(
     prompts = [row.get("prompt", row.get("text")) for row in rows]
     if any(p is None for p in prompts):
         raise ValueError("Each dataset row needs the target text in a `prompt` (or `text`) column.")
-    if "text_input_ids" in rows[0]:
+    has_ids = [row.get("text_input_ids") is not None for row in rows]
+    if all(has_ids):
         ids = [torch.as_tensor(row["text_input_ids"], dtype=torch.long) for row in rows]
+    elif any(has_ids):
+        raise ValueError(
+            f"{has_ids.count(False)} of {len(rows)} rows of the batch have no `text_input_ids` while the others do: "
+            "give every row its ids, or none of them (with `processing_class=`)."
+        )
     elif processing_class is not None:
         encode = getattr(processing_class, "encode", processing_class)
         ids = [torch.as_tensor(encode(p), dtype=torch.long) for p in prompts]
@@ -89,8 +96,12 @@ def prepare_prompt_batch(
     text, text_mask = pad_sequences(ids, padding_value=text_pad_token_id)
     group_ids = torch.arange(len(rows) // num_generations).repeat_interleave(num_generations)
     batch = PromptBatch(text, text_mask.long(), prompts, group_ids)
-    if rows[0].get("prompt_latents") is not None:
-        prompt = [torch.as_tensor(row["prompt_latents"], dtype=torch.float32) for row in rows]
+    voiced = [row.get("prompt_latents") is not None for row in rows]
+    if any(voiced):  # per row: a row without a voice prompt gets an empty one (all masked)
+        prompt = [torch.as_tensor(row["prompt_latents"], dtype=torch.float32) if has else None
+                  for row, has in zip(rows, voiced)]  # fmt: skip
+        dim = next(p for p in prompt if p is not None).shape[-1]
+        prompt = [p if p is not None else torch.zeros(0, dim) for p in prompt]
         batch.prompt_latents, batch.prompt_latents_mask = pad_sequences(prompt, patch_size)
     skip = set(MODEL_COLUMNS) | {"prompt"}
     batch.columns = {key: [row.get(key) for row in rows] for key in rows[0] if key not in skip}

@@ -72,6 +72,9 @@ class SpeechRLTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Train
         callbacks: list[TrainerCallback] | None = None,
         optimizers: tuple = (None, None),
     ):
+        for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+            if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
+                raise ValueError(f"`{name}` is empty: give it at least one row (or leave it out).")
         model = self.load_model(model)
         self.reward_funcs, self.reward_weights, self.reward_names = [], torch.zeros(0), []
         if reward_funcs is not None:
@@ -89,6 +92,16 @@ class SpeechRLTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Train
         self._init_metrics()
         if self.ref_model is not None:
             self.ref_model = self.prepare_frozen_model(self.ref_model)
+
+    def prediction_step(
+        self, model: nn.Module, inputs: Any, prediction_loss_only: bool, ignore_keys: list[str] | None = None
+    ) -> tuple[torch.Tensor, None, None]:
+        """Evaluation on `eval_dataset`: the method's loss on the eval rows (rollouts of the eval prompts for VGPO
+        and DiffRO), under `torch.no_grad()`; the metrics it records are logged with the `eval_` prefix."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
 
     @classmethod
     def load_model(cls, model: nn.Module | str) -> nn.Module:

@@ -212,7 +212,8 @@ class VGPOTrainer(SpeechRLTrainer):
         every step or, with `score_logged_steps_only`, the first step (a misbehaving reward fails before any update)
         and the steps whose metrics are logged."""
         args = self.args
-        if args.online_value_update or not args.score_logged_steps_only or self.state.global_step == 0:
+        if (args.online_value_update or not args.score_logged_steps_only or self.state.global_step == 0
+                or not self.model.training):  # evaluation always scores
             return True
         return (self.state.global_step + 1) % max(int(self.state.logging_steps or 1), 1) == 0
 

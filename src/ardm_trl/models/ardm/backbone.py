@@ -50,6 +50,14 @@ class ARDMBackbone(nn.Module):
         `drop_text` (B,) bool replaces the text by the null embedding (unconditional branch of LM guidance).
         """
         batch = text_input_ids.shape[0]
+        if text_input_ids.numel() and not torch.compiler.is_compiling():
+            low, high = int(text_input_ids.min()), int(text_input_ids.max())
+            if low < 0 or high >= self.text_embedding.num_embeddings:
+                raise ValueError(
+                    f"Text ids must lie in [0, {self.text_embedding.num_embeddings}) (the model's `text_vocab_size`), "
+                    f"got ids from {low} to {high}: encode the text with the model's own tokenizer "
+                    "(`ARDMTextTokenizer.from_pretrained(<model folder>)`)."
+                )
         text = self.text_embedding(text_input_ids)  # (B, T, H)
         if drop_text is not None:
             text = torch.where(drop_text[:, None, None], self.null_text.to(text.dtype).expand_as(text), text)
