@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+from torch import nn
 from transformers import PreTrainedModel, TrainerCallback
 from transformers.utils import logging
 
@@ -243,34 +244,47 @@ class VGPOTrainer(SpeechRLTrainer):
                                         draws.noisy, draws.timesteps)
         return grad
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        rollouts: Rollouts = inputs["rollouts"]
-        args, policy = self.args, self._policy
-        schedule = policy.noise_schedule
-        patches, patch_mask = policy.patchify(rollouts.latents, rollouts.latents_mask)
-        max_tokens = args.max_tokens_per_sample * patches.shape[0] if args.max_tokens_per_sample else None
-        draws = draw_noisy_tokens(schedule, patches, patch_mask, args.num_draws, max_tokens)
+    def policy_and_reference_epsilon(
+        self, model: nn.Module, rollouts: Rollouts, draws: NoiseDraws
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The policy's and the reference's epsilon predictions at `draws` (one LM pass each, LM guidance), and
+        `sigma_t` of each draw."""
+        schedule, guidance = self._policy.noise_schedule, self._lm_guidance_scale
         model_inputs = self._model_inputs(rollouts)
-
-        # 1. policy prediction at the draws (one LM pass, LM guidance)
-        guidance = self._lm_guidance_scale
         prediction = model(**model_inputs, draws=draws, lm_guidance_scale=guidance).head_prediction
         epsilon = schedule.to_epsilon(prediction, draws.noisy, draws.timesteps)
-        # 2. reference prediction and value gradient (one LM pass each, heads at every draw)
         with torch.no_grad(), self.reference() as ref:
             ref_prediction = ref(**model_inputs, draws=draws, lm_guidance_scale=guidance).head_prediction
         ref_epsilon = schedule.to_epsilon(ref_prediction, draws.noisy, draws.timesteps)
         _, sigma = schedule.alpha_sigma(draws.timesteps, draws.noisy)
-        value_grad = self._critic_gradient(self.value_model, rollouts, draws)
+        return epsilon, ref_epsilon, sigma
 
+    @staticmethod
+    def guidance_loss(epsilon: torch.Tensor, sigma: torch.Tensor, critic_grad: torch.Tensor) -> torch.Tensor:
+        """Eq. 16 (and Eq. 18 with the discriminator's gradient), times `sigma_t^2`: its gradient moves `epsilon`
+        towards `epsilon - sigma_t grad critic`; its value is `mean (sigma_t grad critic)^2`."""
+        return (epsilon - epsilon.detach() + sigma * critic_grad).float().pow(2).mean()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """`w_kl * L_KL + L_VG (+ w_adm * L_G)` on the step's rollouts; the terms are the overridable
+        [`policy_and_reference_epsilon`], `ardm_kl`, [`guidance_loss`] and `_critic_gradient`."""
+        rollouts: Rollouts = inputs["rollouts"]
+        args, policy = self.args, self._policy
+        patches, patch_mask = policy.patchify(rollouts.latents, rollouts.latents_mask)
+        max_tokens = args.max_tokens_per_sample * patches.shape[0] if args.max_tokens_per_sample else None
+        draws = draw_noisy_tokens(policy.noise_schedule, patches, patch_mask, args.num_draws, max_tokens)
+
+        # 1-2. policy and reference predictions, value gradient (one LM pass each, heads at every draw)
+        epsilon, ref_epsilon, sigma = self.policy_and_reference_epsilon(model, rollouts, draws)
+        value_grad = self._critic_gradient(self.value_model, rollouts, draws)
         # 3. Eq. 15 (KL) and Eq. 16 (value guidance), times sigma_t^2: epsilon units
         kl = ardm_kl(epsilon, ref_epsilon)
-        guidance_loss = (epsilon - epsilon.detach() + sigma * value_grad).float().pow(2).mean()
+        guidance_loss = self.guidance_loss(epsilon, sigma, value_grad)
         loss = args.w_kl * kl + guidance_loss
         if self.discriminator is not None:
             # 4. Eq. 18: the adversarial gradient term, grad D in place of grad V
-            disc_grad = self._critic_gradient(self.discriminator, rollouts, draws)
-            adversarial_loss = (epsilon - epsilon.detach() + sigma * disc_grad).float().pow(2).mean()
+            adversarial_loss = self.guidance_loss(epsilon, sigma, self._critic_gradient(self.discriminator, rollouts,
+                                                                                        draws))  # fmt: skip
             loss = loss + args.w_adm * adversarial_loss
             self._record_metric("loss/adversarial", adversarial_loss)
         if not torch.isfinite(loss):
