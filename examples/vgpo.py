@@ -90,7 +90,8 @@ class ScriptArguments:
                                                                    "ARDM's own samples otherwise); by default the "
                                                                    "bundled one of the task (pretrained/value_<task>)."})  # fmt: skip
     task: str = field(default="pitch", metadata={"help": "'pitch' (speak higher), 'ctc' (Task B) or 'f0' (Task A)."})
-    corpus_utterances: int = field(default=800, metadata={"help": "Size of the espeak corpus of the prompts."})
+    corpus_utterances: int = field(default=3000, metadata={"help": "Size of the espeak corpus of the prompts "
+                                                                       "(3,000: 43 high-voice test prompts)."})
     num_train_prompts: int = field(default=64, metadata={"help": "Training prompts (train split)."})
     num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts of the table."})
     eval_split: str = field(default="test", metadata={"help": "Split of the table's prompts: 'test' or 'validation' "

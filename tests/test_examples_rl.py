@@ -2,6 +2,7 @@
 process, and under `accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml` on 2 CPU ranks."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,32 @@ from ardm_trl.models.ardm import sampling_settings
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.speech
 
-TINY_VGPO = ["--value_model_name_or_path", "none", "--value_pretrain_steps", "2", "--max_steps", "2",
+TINY_VGPO = ["--task", "ctc", "--value_model_name_or_path", "none", "--value_pretrain_steps", "2", "--max_steps", "2",
              "--num_train_prompts", "4", "--num_eval_prompts", "2", "--eval_seeds", "0", "--corpus_utterances", "120",
              "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_patches", "24",
              "--num_inference_steps", "2", "--num_threads", "1"]  # fmt: skip
 TINY_DPO = ["--task", "ctc", "--max_steps", "2", "--num_train_prompts", "4", "--num_eval_prompts", "2",
             "--eval_seeds", "0", "--corpus_utterances", "120", "--num_samples", "2", "--per_device_train_batch_size", "2"]  # fmt: skip
+
+
+def load_example(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_demo_uses_the_bundled_value_model_of_its_task_and_names_a_missing_one():
+    vgpo = load_example("vgpo")
+    script_args = vgpo.ScriptArguments()
+    assert script_args.task == "pitch" and script_args.value_model_name_or_path is None
+    value_model = vgpo.value_model_for(script_args, None, None, None, None)
+    assert type(value_model).__name__ == "ARDMValueModel" and not value_model.has_untrained_head()
+    with pytest.raises(FileNotFoundError, match="No value model is bundled for task 'f0'"):
+        vgpo.value_model_for(vgpo.ScriptArguments(task="f0"), None, None, None, None)
 
 
 def check_saved_policy(folder: Path) -> None:
