@@ -1,6 +1,6 @@
 """Checkpoints survive a kill inside a save: the interrupted checkpoint is never chosen, and resuming from the last
 whole one ends bit-identical to an uninterrupted run (VGPO with online value updates and ADM, ARDM-DPO, value
-training, DiffRO with its Gumbel noise)."""
+training, DiffRO with its Gumbel noise, token-reward training)."""
 
 import json
 
@@ -84,12 +84,24 @@ def make_diffro(tmp_path, **overrides):
     return DiffROTrainer(tiny_policy(), prefer_token_3, args, train_dataset=prompts_dataset())
 
 
+def make_token_reward(tmp_path, **overrides):
+    from test_token_reward import synthetic_rows, tiny_config
+
+    from ardm_trl.models.token_reward import TokenRewardModel
+    from ardm_trl.trainer import TokenRewardTrainer, TokenRewardTrainingConfig
+
+    torch.manual_seed(0)
+    args = TokenRewardTrainingConfig(**common(tmp_path, per_device_train_batch_size=8, **overrides))
+    return TokenRewardTrainer(model=TokenRewardModel(tiny_config()), args=args,
+                              train_dataset=Dataset.from_list(synthetic_rows(32, seed=0)))  # fmt: skip
+
+
 def weights(trainer):
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
-@pytest.mark.parametrize("make", [make_vgpo, make_dpo, make_value, make_diffro],
-                         ids=["vgpo", "ardm_dpo", "value", "diffro"])
+@pytest.mark.parametrize("make", [make_vgpo, make_dpo, make_value, make_diffro, make_token_reward],
+                         ids=["vgpo", "ardm_dpo", "value", "diffro", "token_reward"])
 def test_a_save_killed_midway_is_skipped_and_resume_is_exact(tmp_path, make):
     full = make(tmp_path / "full")
     full.train()
