@@ -184,6 +184,7 @@ def test_precomputed_reference_errors_match_the_reference(tmp_path):
         (lambda row: row.update(chosen_prompt="a", rejected_prompt="b"), "same prompt"),
         (lambda row: row.pop("rejected"), "no `rejected` column"),
         (lambda row: row.update(chosen=[0.0, 1.0]), "shape \\(frames, latent_dim\\)"),
+        (lambda row: row.update(rejected=row["chosen"]), "the same sample"),
     ],
 )
 def test_bad_pairs_raise_a_clear_error(tmp_path, change, match):

@@ -240,7 +240,8 @@ def collate_preference_pairs(
     Raises:
         ValueError: a row lacks `chosen` / `rejected`; the two sides have different latent sizes or not the model's
             `latent_dim`; or per-side prompt columns (`chosen_prompt` vs `rejected_prompt`, `chosen_text_input_ids` vs
-            `rejected_text_input_ids`, `chosen_prompt_latents` vs `rejected_prompt_latents`) disagree.
+            `rejected_text_input_ids`, `chosen_prompt_latents` vs `rejected_prompt_latents`) disagree; or a pair's two
+            sides are the same sample.
     """
     rows = [_resolve_shared_prompt(row, i) for i, row in enumerate(rows)]
     chosen, rejected = [], []
@@ -255,6 +256,12 @@ def collate_preference_pairs(
             raise ValueError(
                 f"Preference row {i}: the latents have {c.shape[1]} channels but the model expects "
                 f"latent_dim={latent_dim}. Build the pairs with samples of this model (or its codec)."
+            )
+        if c.shape == r.shape and torch.equal(c, r):
+            raise ValueError(
+                f"Preference row {i}: `chosen` and `rejected` are the same sample, a pair that carries no preference "
+                "(its DPO gradient is zero). Drop it, or pair different samples (e.g. `margin > 0` in "
+                "`build_preference_dataset`)."
             )
         chosen.append(c)
         rejected.append(r)
