@@ -136,3 +136,211 @@ def test_diffro_evaluates_on_eval_prompts(tmp_path):
                             eval_dataset=prompts_dataset(8))  # fmt: skip
     trainer.train()
     assert any("eval_loss" in h for h in trainer.state.log_history)
+
+
+# ---------------------------------------------------------------- configuration: refused at construction, by name
+def _config(name, **overrides):
+    from ardm_trl.trainer import DiffROConfig, TokenRewardTrainingConfig, ValueConfig
+
+    classes = {"vgpo": VGPOConfig, "dpo": ARDMDPOConfig, "diffro": DiffROConfig, "value": ValueConfig,
+               "token_reward": TokenRewardTrainingConfig}  # fmt: skip
+    return classes[name](output_dir="unused", use_cpu=True, report_to="none", **overrides)
+
+
+BAD_CONFIGS = [
+    ("diffro", dict(temperature=0.0), "temperature"),
+    ("diffro", dict(gumbel_temperature=-1.0), "gumbel_temperature"),
+    ("diffro", dict(top_p=0.0), "top_p"),
+    ("diffro", dict(top_p=1.5), "top_p"),
+    ("diffro", dict(top_k=0), "top_k"),
+    ("diffro", dict(beta=-0.1), "beta"),
+    ("diffro", dict(max_new_tokens=0), "max_new_tokens"),
+    ("diffro", dict(max_new_tokens=4, min_new_tokens=5), "min_new_tokens"),
+    ("diffro", dict(min_new_tokens=-1), "min_new_tokens"),
+    ("dpo", dict(loss_type="hinge"), "loss_type"),
+    ("dpo", dict(beta=0.0), "beta"),
+    ("dpo", dict(num_draws=0), "num_draws"),
+    ("dpo", dict(lm_guidance_scale=-1.0), "lm_guidance_scale"),
+    ("value", dict(loss_type="l1"), "loss_type"),
+    ("value", dict(value_target="return"), "value_target"),
+    ("value", dict(value_discount=1.5), "value_discount"),
+    ("value", dict(num_draws=0), "num_draws"),
+    ("token_reward", dict(task_weights={"ctc": -1.0}), "task_weights"),
+    ("vgpo", dict(num_generations=0), "num_generations"),
+    ("vgpo", dict(num_generations=1, group_normalize=True), "group_normalize"),
+    ("vgpo", dict(w_kl=-1.0), "w_kl"),
+    ("vgpo", dict(w_adm=-1.0), "w_adm"),
+    ("vgpo", dict(value_discount=-0.1), "value_discount"),
+    ("vgpo", dict(value_loss_type="huber"), "value_loss_type"),
+    ("vgpo", dict(discriminator_learning_rate=0.0), "discriminator_learning_rate"),
+    ("vgpo", dict(lm_guidance_scale=-0.5), "lm_guidance_scale"),
+]
+
+
+@pytest.mark.parametrize("name, overrides, match", BAD_CONFIGS,
+                         ids=[f"{n}-{next(iter(o))}" for n, o, _ in BAD_CONFIGS])  # fmt: skip
+def test_bad_settings_are_refused_at_construction_naming_the_argument(name, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        _config(name, **overrides)
+
+
+# ---------------------------------------------------------------- critics that read another model's states
+INCOMPATIBLE = [dict(latent_dim=6), dict(patch_size=3), dict(text_vocab_size=20),
+                dict(scheduler_config={"beta_schedule": "scaled_linear"})]  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["value model", "discriminator"])
+@pytest.mark.parametrize("overrides", INCOMPATIBLE, ids=lambda o: next(iter(o)))
+def test_critics_of_another_shape_schedule_or_vocabulary_are_refused(tmp_path, role, overrides):
+    from ardm_trl import ARDMDiscriminator
+
+    policy, value_model = models()
+    before = snapshot(policy)
+    other = ARDMForSpeechSynthesis(tiny_ardm_config(**overrides))
+    kwargs = {"value_model": value_model, "discriminator": None}
+    if role == "value model":
+        kwargs["value_model"] = ARDMValueModel.from_ardm(other)
+        with torch.no_grad():
+            kwargs["value_model"].head.output.weight.normal_(0, 0.1)
+        config = args(tmp_path)
+    else:
+        kwargs["discriminator"] = ARDMDiscriminator.from_ardm(other)
+        config = args(tmp_path, use_adm=True)
+    with pytest.raises(ValueError, match=f"{role} has {next(iter(overrides))}="):
+        VGPOTrainer(policy, kwargs["value_model"], mean_latent, config, train_dataset=rows(),
+                    discriminator=kwargs["discriminator"])  # fmt: skip
+    assert unchanged(policy, before)
+
+
+def test_a_discriminator_without_use_adm_is_refused(tmp_path):
+    from ardm_trl import ARDMDiscriminator
+
+    policy, value_model = models()
+    with pytest.raises(ValueError, match="use_adm=False"):
+        VGPOTrainer(policy, value_model, mean_latent, args(tmp_path), train_dataset=rows(),
+                    discriminator=ARDMDiscriminator.from_ardm(policy))  # fmt: skip
+
+
+# ---------------------------------------------------------------- processing_class
+def _trainer_with(kind, tmp_path, processing_class, train_rows=None):
+    from test_diffro import make_args, prefer_token_3, prompts_dataset, tiny_policy
+
+    from ardm_trl.trainer import DiffROTrainer
+
+    if kind == "diffro":
+        policy = tiny_policy()
+        data = train_rows or prompts_dataset()
+        return policy, lambda: DiffROTrainer(policy, prefer_token_3, make_args(tmp_path, beta=0.0), train_dataset=data,
+                                             processing_class=processing_class)  # fmt: skip
+    policy, value_model = models()
+    if kind == "vgpo":
+        return policy, lambda: VGPOTrainer(policy, value_model, mean_latent, args(tmp_path), train_dataset=rows(),
+                                           processing_class=processing_class)  # fmt: skip
+    data = build_preference_dataset(policy, rows(4), mean_latent, num_samples=2, min_patches=2, max_patches=3,
+                                    num_inference_steps=4, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    config = ARDMDPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2, use_cpu=True,
+                           report_to="none", save_strategy="no")  # fmt: skip
+    return policy, lambda: ARDMDPOTrainer(policy, args=config, train_dataset=data, processing_class=processing_class)
+
+
+@pytest.mark.parametrize("kind", ["vgpo", "dpo", "diffro"])
+@pytest.mark.parametrize("processing_class", [42, "tokenizer.json"], ids=["int", "path_string"])
+def test_a_processing_class_that_cannot_tokenise_is_refused_at_construction(tmp_path, kind, processing_class):
+    policy, build = _trainer_with(kind, tmp_path, processing_class)
+    before = snapshot(policy)
+    with pytest.raises(TypeError, match="processing_class"):
+        build()
+    assert unchanged(policy, before)
+
+
+def test_a_plain_function_as_processing_class_tokenises_and_survives_checkpoint_saves(tmp_path):
+    """Documented behaviour: a function `text -> ids` is used for rows without ids, and saves write no tokenizer."""
+    policy, value_model = models()
+    text_rows = [{"prompt": "abc"[: 1 + i % 3]} for i in range(8)]
+    config = args(tmp_path, save_strategy="steps", save_steps=1)
+    trainer = VGPOTrainer(policy, value_model, mean_latent, config, train_dataset=text_rows,
+                          processing_class=lambda text: [1 + ord(c) % 5 for c in text])  # fmt: skip
+    trainer.train()
+    assert (tmp_path / "checkpoint-2" / "checkpoint_complete.json").exists()
+
+
+# ---------------------------------------------------------------- DiffRO rewards that cannot train the policy
+def _constant(soft_tokens, token_mask, **kw):
+    return torch.ones(soft_tokens.shape[0])
+
+
+def _detached(soft_tokens, token_mask, **kw):
+    return soft_tokens[..., 3].detach().mean(-1)
+
+
+def _from_ids_only(soft_tokens, token_mask, speech_ids, **kw):
+    return (speech_ids == 3).float().mean(-1)
+
+
+def _as_list(soft_tokens, token_mask, **kw):
+    return soft_tokens[..., 3].mean(-1).tolist()
+
+
+def _column(soft_tokens, token_mask, **kw):
+    return soft_tokens[..., 3].mean(-1, keepdim=True)
+
+
+def _overflow(soft_tokens, token_mask, **kw):
+    return soft_tokens[..., 3].mean(-1) * float("inf")
+
+
+DIFFRO_REWARDS = [(_constant, "no gradient"), (_detached, "no gradient"), (_from_ids_only, "no gradient"),
+                  (_as_list, "returned list"), (_column, r"shape \(8, 1\)"), (_overflow, "non-finite")]  # fmt: skip
+
+
+@pytest.mark.parametrize("reward, match", DIFFRO_REWARDS, ids=[r.__name__.strip("_") for r, _ in DIFFRO_REWARDS])
+def test_diffro_rewards_without_a_usable_gradient_are_named_before_any_update(tmp_path, reward, match):
+    from test_diffro import make_args, prompts_dataset, tiny_policy
+
+    from ardm_trl.trainer import DiffROTrainer
+
+    policy = tiny_policy()
+    before = snapshot(policy)
+    trainer = DiffROTrainer(policy, reward, make_args(tmp_path, beta=0.01), train_dataset=prompts_dataset())
+    with pytest.raises(ValueError, match=match):
+        trainer.train()
+    assert unchanged(policy, before)
+
+
+# ---------------------------------------------------------------- finite guards of the other trainers
+def test_diffro_and_token_reward_training_refuse_a_non_finite_loss_before_the_update(tmp_path):
+    from test_diffro import make_args, prefer_token_3, prompts_dataset, tiny_policy
+    from test_token_reward import synthetic_rows, tiny_config
+
+    from ardm_trl import TokenRewardModel
+    from ardm_trl.trainer import DiffROTrainer, TokenRewardTrainer, TokenRewardTrainingConfig
+
+    policy = tiny_policy()
+    with torch.no_grad():
+        next(p for n, p in policy.named_parameters() if "lm_head" in n or "embed" in n).fill_(float("nan"))
+    before = snapshot(policy)
+    trainer = DiffROTrainer(policy, prefer_token_3, make_args(tmp_path / "d", beta=0.01), train_dataset=prompts_dataset())
+    with pytest.raises((FloatingPointError, ValueError), match="not finite|non-finite"):
+        trainer.train()
+    assert all(torch.equal(v, before[k]) or torch.isnan(v).all() for k, v in policy.state_dict().items())
+
+    model = TokenRewardModel(tiny_config())
+    with torch.no_grad():
+        next(iter(model.parameters())).fill_(float("nan"))
+    before = snapshot(model)
+    config = TokenRewardTrainingConfig(output_dir=str(tmp_path / "t"), per_device_train_batch_size=8, max_steps=1,
+                                       report_to="none", use_cpu=True, save_strategy="no")  # fmt: skip
+    trainer = TokenRewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(synthetic_rows(16, 0)))
+    with pytest.raises(FloatingPointError, match="loss is not finite"):
+        trainer.train()
+    assert all(torch.equal(v, before[k]) or torch.isnan(v).all() for k, v in model.state_dict().items())
+
+
+def test_lm_guidance_on_a_model_trained_without_condition_dropout_warns(caplog):
+    import logging
+
+    torch.manual_seed(0)
+    policy = ARDMForSpeechSynthesis(tiny_ardm_config(cfg_dropout_prob=0.0))
+    with caplog.at_level(logging.WARNING):
+        policy.generate(torch.tensor([[1, 2]]), max_patches=1, lm_guidance_scale=2.0)
+    assert "cfg_dropout_prob=0" in caplog.text

@@ -117,6 +117,24 @@ def test_bad_inputs_raise():
         model.decode(torch.zeros(1, 10, 5))
 
 
+def test_audio_at_another_sampling_rate_is_resampled_before_encoding(speech):
+    """44.1 kHz audio told as such encodes like the same audio at the codec's 22.05 kHz (and unlike the 44.1 kHz
+    samples read as 22.05 kHz, which is what a missing `sampling_rate` would do)."""
+    import torchaudio.functional
+
+    model = SpeechCodecModel(SpeechCodecConfig(**TINY)).eval()
+    audio = torch.from_numpy(speech[1])
+    high = torchaudio.functional.resample(audio, 22050, 44100)
+    reference = model.encode_list([audio])[0]
+    resampled = model.encode_list([high], sampling_rate=44100)[0]
+    misread = model.encode_list([high])[0]
+    assert abs(resampled.shape[0] - reference.shape[0]) <= 1 and misread.shape[0] > 1.8 * reference.shape[0]
+    n = min(len(resampled), len(reference))
+    assert (resampled[:n] - reference[:n]).abs().mean() < 0.1 * (misread[:n] - reference[:n]).abs().mean() + 1e-3
+    with pytest.raises(ValueError, match="sampling_rate"):
+        model.encode(high[None], sampling_rate=0)
+
+
 @pytest.mark.skipif(not (PRETRAINED_CODEC_DIR / "config.json").is_file(), reason="no bundled checkpoint")
 def test_bundled_codec_round_trip(speech):
     codec = load_pretrained_codec()

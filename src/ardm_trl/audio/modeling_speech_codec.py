@@ -134,6 +134,22 @@ class SpeechCodecModel(SpeechCodecPreTrainedModel):
         return (num_frames * self.config.downsample_factor - 1).clamp(min=0) * self.config.hop_length
 
     # ------------------------------------------------------------------ building blocks
+    def _resample(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None, sampling_rate: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Waveforms (and lengths) at the codec's rate; `sampling_rate=None` means they already are."""
+        target = self.config.sampling_rate
+        if sampling_rate is None or int(sampling_rate) == target:
+            return waveforms, lengths
+        if int(sampling_rate) <= 0:
+            raise ValueError(f"`sampling_rate` must be a positive number of Hz, got {sampling_rate}.")
+        import torchaudio.functional
+
+        resampled = torchaudio.functional.resample(waveforms.float(), int(sampling_rate), target)
+        if lengths is not None:
+            lengths = torch.ceil(lengths.float() * target / int(sampling_rate)).long().clamp(max=resampled.shape[-1])
+        return resampled, lengths
+
     def _check_waveforms(self, waveforms: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if waveforms.dim() == 1:
             waveforms = waveforms[None]
@@ -227,14 +243,22 @@ class SpeechCodecModel(SpeechCodecPreTrainedModel):
         )
 
     def encode(
-        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, sampling_rate: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waveforms `(B, T)` at `sampling_rate` (padded; `lengths (B,)` in samples) -> normalised latents.
+        """Waveforms `(B, T)` (padded; `lengths (B,)` in samples) -> normalised latents.
+
+        Args:
+            waveforms (`torch.Tensor`): mono audio `(B, T)` or `(T,)`.
+            lengths (`torch.Tensor`, *optional*): valid samples per row; all `T` if `None`.
+            sampling_rate (`int`, *optional*): the audio's rate in Hz. Audio at another rate than the codec's
+                `config.sampling_rate` is resampled first (`torchaudio.functional.resample`); `None` means the audio
+                is at the codec's rate.
 
         Returns:
             `tuple[torch.Tensor, torch.Tensor]`: latents `(B, F, latent_dim)` (zero on padded frames) and a bool mask
             `(B, F)`, True on valid frames.
         """
+        waveforms, lengths = self._resample(waveforms, lengths, sampling_rate)
         waveforms = self._check_waveforms(waveforms, lengths)
         if lengths is None:
             lengths = torch.full((waveforms.shape[0],), waveforms.shape[1], device=waveforms.device)
@@ -271,10 +295,13 @@ class SpeechCodecModel(SpeechCodecPreTrainedModel):
         return [w[:n].float().cpu().numpy() for w, n in zip(waveforms, sample_lengths.tolist())]
 
     @torch.no_grad()
-    def encode_list(self, waveforms: list[torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
-        """Encode a list of 1-D waveforms in one batch; return `(F_i, latent_dim)` latents, trimmed."""
+    def encode_list(
+        self, waveforms: list[torch.Tensor | np.ndarray], sampling_rate: int | None = None
+    ) -> list[torch.Tensor]:
+        """Encode a list of 1-D waveforms (at `sampling_rate`, see [`encode`]) in one batch; return `(F_i,
+        latent_dim)` latents, trimmed."""
         padded, lengths = _pad([torch.as_tensor(w, dtype=torch.float32) for w in waveforms])
-        latents, mask = self.encode(padded.to(self.device), lengths.to(self.device))
+        latents, mask = self.encode(padded.to(self.device), lengths.to(self.device), sampling_rate=sampling_rate)
         return [x[m] for x, m in zip(latents, mask)]
 
 

@@ -164,10 +164,11 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
 
     @torch.no_grad()
     def encode(
-        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, sampling_rate: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waveforms `(B, T)` (padded; `lengths (B,)` in samples) -> ids `(B, F)` long (0 on padding), mask `(B, F)`."""
-        latents, mask = self.codec.encode(waveforms, lengths)
+        """Waveforms `(B, T)` (padded; `lengths (B,)` in samples; at `sampling_rate`, resampled to the codec's rate
+        when it differs, `None` = the codec's rate) -> ids `(B, F)` long (0 on padding), mask `(B, F)`."""
+        latents, mask = self.codec.encode(waveforms, lengths, sampling_rate=sampling_rate)
         return self.encode_latents(latents, mask)
 
     @torch.no_grad()
@@ -187,8 +188,11 @@ class SpeechTokenizerModel(SpeechTokenizerPreTrainedModel):
         return [w[:n].float().cpu().numpy() for w, n in zip(waveforms, sample_lengths.tolist())]
 
     @torch.no_grad()
-    def encode_list(self, waveforms: list[torch.Tensor | np.ndarray]) -> list[torch.Tensor]:
-        """Tokenize a list of 1-D waveforms in one batch; return `(F_i,)` id tensors, trimmed."""
+    def encode_list(
+        self, waveforms: list[torch.Tensor | np.ndarray], sampling_rate: int | None = None
+    ) -> list[torch.Tensor]:
+        """Tokenize a list of 1-D waveforms (at `sampling_rate`, see [`encode`]) in one batch; return `(F_i,)` id
+        tensors, trimmed."""
         padded, lengths = _pad([torch.as_tensor(w, dtype=torch.float32) for w in waveforms])
-        ids, mask = self.encode(padded.to(self.device), lengths.to(self.device))
+        ids, mask = self.encode(padded.to(self.device), lengths.to(self.device), sampling_rate=sampling_rate)
         return [x[m] for x, m in zip(ids, mask)]

@@ -6,7 +6,7 @@ import contextlib
 import copy
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,41 @@ def check_finite(loss: torch.Tensor, step: int, term: str, cause: str) -> None:
             f"Step {step}: the {term} is not finite ({float(loss.detach().float().mean())}). Likely cause: {cause} "
             "No update was applied by this step."
         )
+
+
+class CallableTextEncoder:
+    """A `processing_class` given as a plain function `text -> list[int]`: usable like a tokenizer (`encode`, call)
+    and saved as nothing (`save_pretrained` writes no file), so a checkpoint save does not fail on it. Pass the same
+    function again when resuming or reloading."""
+
+    def __init__(self, encode: Callable[[str], list[int]]):
+        self._encode = encode
+
+    def encode(self, text: str, **kwargs: Any) -> list[int]:
+        return self._encode(text)
+
+    __call__ = encode
+
+    def save_pretrained(self, save_directory: str, **kwargs: Any) -> tuple[str, ...]:
+        return ()
+
+
+def check_processing_class(processing_class: Any) -> Any:
+    """`processing_class` ready for `Trainer`: a tokenizer / processor as it is, a plain function wrapped in
+    [`CallableTextEncoder`]; anything else raises `TypeError` at construction (not at the first save or batch)."""
+    if isinstance(processing_class, (str, bytes, Path)):  # a str has `.encode` too: it would "tokenise" to bytes
+        raise TypeError(
+            f"`processing_class` is a path or name ({processing_class!r}), not a tokenizer: load it first, e.g. "
+            "`ARDMTextTokenizer.from_pretrained(path)` or `AutoTokenizer.from_pretrained(path)`."
+        )
+    if processing_class is None or hasattr(processing_class, "save_pretrained"):
+        return processing_class
+    if callable(getattr(processing_class, "encode", None)) or callable(processing_class):
+        return CallableTextEncoder(getattr(processing_class, "encode", processing_class))
+    raise TypeError(
+        f"`processing_class` must be a tokenizer (with `encode`) or a function `text -> list[int]`, got "
+        f"{type(processing_class).__name__}."
+    )
 
 
 def identity_collator(features: list[dict[str, Any]]) -> list[dict[str, Any]]:

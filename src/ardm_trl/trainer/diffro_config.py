@@ -80,8 +80,12 @@ class DiffROConfig(SpeechRLConfig):
             raise ValueError(f"`gumbel_temperature` must be > 0, got {self.gumbel_temperature}.")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"`top_p` must be in (0, 1], got {self.top_p}.")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"`top_k` must be >= 1 (or None for no top-k filtering), got {self.top_k}.")
         if self.beta < 0:
             raise ValueError(f"`beta` must be >= 0, got {self.beta}.")
+        if self.min_new_tokens < 0:
+            raise ValueError(f"`min_new_tokens` must be >= 0, got {self.min_new_tokens}.")
         if self.max_new_tokens < 1 or self.min_new_tokens > self.max_new_tokens:
             raise ValueError(
                 f"Need 1 <= max_new_tokens and min_new_tokens <= max_new_tokens, got max_new_tokens="

@@ -15,9 +15,7 @@ from transformers.utils import logging
 from trl.trainer.utils import disable_dropout_in_model
 
 from ..models.codec_lm import SpeechSamplingOutput, process_speech_logits
-from .base import (
-    unwrap_peft,
-)
+from .base import check_finite, unwrap_peft
 from .diffro_config import DiffROConfig
 from .diffro_utils import (
     DifferentiableReward,
@@ -216,6 +214,8 @@ class DiffROTrainer(SpeechRLTrainer):
         rewards = self.compute_rewards(rollout, replay)
         kl = self.compute_kl(model, rollout, replay.logits)
         loss = self.compute_diffro_loss(rewards, kl)
+        check_finite(loss, self.state.global_step, "DiffRO loss", "non-finite weights (too large a learning rate) "
+                     "or a reward that overflows on these soft tokens.")  # fmt: skip
         self._log_step(rollout, replay, rewards, kl)
         return (loss, {"rewards": rewards.detach()}) if return_outputs else loss
 

@@ -68,8 +68,8 @@ def call_differentiable_rewards(
         `torch.Tensor` of shape `(B, num_rewards)`, differentiable w.r.t. `soft_tokens`.
 
     Raises:
-        ValueError: a reward returned something other than a tensor of shape `(B,)`, or NaN / inf. The message names
-            the reward.
+        ValueError: a reward returned something other than a tensor of shape `(B,)`, NaN / inf, or (while gradients
+            are recorded) a tensor without a gradient to `soft_tokens`. The message names the reward.
     """
     clash = set(columns) & set(RESERVED_REWARD_KWARGS)
     if clash:
@@ -88,6 +88,12 @@ def call_differentiable_rewards(
             raise ValueError(
                 f"Reward function {name!r} returned a tensor of shape {tuple(out.shape)}; expected ({batch_size},), "
                 "one value per sample (reduce over the sequence inside the reward)."
+            )
+        if soft_tokens.requires_grad and torch.is_grad_enabled() and not out.requires_grad:
+            raise ValueError(
+                f"Reward function {name!r} returned a tensor with no gradient to `soft_tokens` (detached, or computed "
+                "from `speech_ids` / the columns only): DiffRO would train on the KL term alone. Compute it from "
+                "`soft_tokens` without `.detach()`, `.item()` or `torch.no_grad()`."
             )
         if not torch.isfinite(out).all():
             bad = (~torch.isfinite(out)).nonzero().flatten().tolist()

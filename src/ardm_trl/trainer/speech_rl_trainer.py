@@ -15,6 +15,7 @@ from .ardm_utils import RewardFunc, resolve_reward_funcs, reward_func_name
 from .base import (
     MetricsMixin,
     ModelCardMixin,
+    check_processing_class,
     identity_collator,
     prepare_policy_and_reference,
     reference_model_context,
@@ -75,6 +76,7 @@ class SpeechRLTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Train
         for name, dataset in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
             if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
                 raise ValueError(f"`{name}` is empty: give it at least one row (or leave it out).")
+        processing_class = check_processing_class(processing_class)
         model = self.load_model(model)
         self.reward_funcs, self.reward_weights, self.reward_names = [], torch.zeros(0), []
         if reward_funcs is not None:

@@ -9,7 +9,7 @@ from torch import nn
 from transformers import Trainer
 
 from ..models.token_reward import TokenRewardDataCollator, TokenRewardModel
-from .base import MetricsMixin, ModelCardMixin
+from .base import MetricsMixin, ModelCardMixin, check_finite
 from .checkpointing import AtomicCheckpointMixin
 from .token_reward_config import TokenRewardTrainingConfig
 
@@ -80,6 +80,9 @@ class TokenRewardTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Tr
         if not outputs.task_losses:
             raise ValueError("The batch has no targets: give `text_ids`, attribute columns or a quality column.")
         loss = sum(self.task_weight(task) * value for task, value in outputs.task_losses.items())
+        for task, value in outputs.task_losses.items():
+            check_finite(value, self.state.global_step, f"{task} loss", "non-finite weights (too large a learning "
+                         "rate) or non-finite labels in that task's column.")  # fmt: skip
         self._record_task_metrics(outputs, inputs)
         return (loss, outputs) if return_outputs else loss
 

@@ -104,6 +104,9 @@ class VGPOTrainer(SpeechRLTrainer):
         optimizers: tuple = (None, None),
     ):
         args = args or VGPOConfig(output_dir="vgpo-model")
+        if discriminator is not None and not args.use_adm:
+            raise ValueError("A `discriminator` was given but `use_adm=False`: set `use_adm=True` to train with "
+                             "adversarial distribution matching, or leave the discriminator out.")  # fmt: skip
         self.value_model = value_model
         self.discriminator = discriminator if args.use_adm else None
         self.audio_decoder = audio_decoder
@@ -147,7 +150,8 @@ class VGPOTrainer(SpeechRLTrainer):
     @staticmethod
     def _check_compatible(policy: PreTrainedModel, other: PreTrainedModel, name: str) -> None:
         policy_config, other_config = unwrap_peft(policy).config, other.config
-        for key in ("latent_dim", "patch_size"):
+        # the value gradient is read at the policy's noisy states, timesteps and text ids: all four must agree
+        for key in ("latent_dim", "patch_size", "text_vocab_size", "scheduler_config"):
             if getattr(policy_config, key) != getattr(other_config, key):
                 raise ValueError(
                     f"The {name} has {key}={getattr(other_config, key)} but the policy has "

@@ -202,6 +202,12 @@ class ARDMGenerationMixin:
             raise ValueError(f"`lm_guidance_scale` must be >= 0 (1 = conditional model), got {guidance}.")
         if temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {temperature}.")
+        if guidance != 1.0 and config.cfg_dropout_prob == 0:
+            logger.warning_once(
+                f"`lm_guidance_scale={guidance}` on a model trained with `cfg_dropout_prob=0`: its unconditional "
+                "branch was never trained, so guidance extrapolates towards an untrained prediction. Sample with "
+                "`lm_guidance_scale=1` (no guidance), or train with condition dropout."
+            )
         use_value = value_model is not None and value_guidance_scale != 0.0
         if use_value and value_model.config.patch_dim != config.patch_dim:
             raise ValueError(
