@@ -14,7 +14,13 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from transformers.utils import logging
 from trl.trainer.utils import disable_dropout_in_model
 
-from ..models.codec_lm import SpeechSamplingOutput, process_speech_logits
+from ..models.codec_lm import (
+    SpeechSamplingOutput,
+    SpeechTokenLayout,
+    process_speech_logits,
+    sample_speech,
+    teacher_forced_speech_logits,
+)
 from .base import check_finite, unwrap_peft
 from .diffro_config import DiffROConfig
 from .diffro_utils import (
@@ -62,8 +68,9 @@ class DiffROTrainer(SpeechRLTrainer):
 
     Args:
         model (`str` or [`~transformers.PreTrainedModel`]):
-            The policy: a [`CodecLMForSpeechSynthesis`] (or any model with the same `sample_speech` method, `forward`
-            returning `speech_logits`, and config fields `codebook_size` / `speech_token_offset`), or a path.
+            The policy, or its path / Hub id (loaded with `AutoModelForCausalLM`): a [`CodecLMForSpeechSynthesis`], or
+            any causal LM whose vocabulary holds a block of speech tokens (e.g. a CosyVoice2-style Qwen2), described
+            by `speech_token_layout`.
         reward_funcs (`DifferentiableReward` or `list[DifferentiableReward]`):
             Differentiable rewards `reward(soft_tokens, token_mask, **columns) -> Tensor (B,)`, e.g. the
             [`CTCReward`] / [`AttributeReward`] / [`QualityReward`] of a [`TokenRewardModel`]. See the docs for the
@@ -80,6 +87,10 @@ class DiffROTrainer(SpeechRLTrainer):
             copy of the initial policy; unused when `beta == 0`.
         peft_config (`peft.PeftConfig`, *optional*): LoRA (or other PEFT) configuration for the policy.
         callbacks, optimizers: as in [`~transformers.Trainer`].
+        speech_token_layout ([`SpeechTokenLayout`] or `dict`, *optional*): where text and speech live in the
+            policy's vocabulary. By default the layout saved in the policy's config (`speech_token_layout`), or that
+            of a [`CodecLMConfig`]; a given layout is written into the policy's config, so `save_model` keeps it and
+            the saved folder trains again without it.
     """
 
     _trainer_name = "DiffRO"
@@ -100,8 +111,10 @@ class DiffROTrainer(SpeechRLTrainer):
         peft_config=None,
         callbacks=None,
         optimizers=(None, None),
+        speech_token_layout: SpeechTokenLayout | dict[str, Any] | None = None,
     ):
         args = args or DiffROConfig(output_dir="diffro_model")
+        self._given_layout = speech_token_layout
         super().__init__(model, args, reward_funcs=reward_funcs, ref_model=ref_model, needs_reference=args.beta > 0,
                          train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing_class,
                          peft_config=peft_config, callbacks=callbacks, optimizers=optimizers)  # fmt: skip
@@ -112,7 +125,11 @@ class DiffROTrainer(SpeechRLTrainer):
         self._generator.manual_seed(args.seed + self.accelerator.process_index)
 
     def configure_model(self, model: PreTrainedModel, args: DiffROConfig) -> PreTrainedModel:
-        """Disable dropout (`args.disable_dropout`), so the replay sees the distribution that was sampled."""
+        """Resolve the speech-token layout (recorded in the config when given) and disable dropout
+        (`args.disable_dropout`), so the replay sees the distribution that was sampled."""
+        self.speech_token_layout = SpeechTokenLayout.from_model(model, self._given_layout)
+        if self._given_layout is not None:
+            model.config.speech_token_layout = self.speech_token_layout.to_dict()
         if args.disable_dropout:
             disable_dropout_in_model(model)
         return model
@@ -138,8 +155,10 @@ class DiffROTrainer(SpeechRLTrainer):
         was_training = policy.training
         policy.eval()
         try:
-            sample = policy.sample_speech(
+            sample = sample_speech(
+                policy,
                 self._prompt_text_ids(rows),
+                self.speech_token_layout,
                 max_new_tokens=self.args.max_new_tokens,
                 min_new_tokens=self.args.min_new_tokens,
                 temperature=self.args.temperature,
@@ -157,8 +176,8 @@ class DiffROTrainer(SpeechRLTrainer):
     def speech_logits(self, model: nn.Module, rollout: DiffRORollout) -> torch.Tensor:
         """Processed logits `(B, L, K + 1)` of `model` at the sampled positions: one teacher-forced pass."""
         sample = rollout.sample
-        out = model(input_ids=sample.sequences, attention_mask=sample.attention_mask, use_cache=False)
-        logits = out.speech_logits[:, sample.prompt_length - 1 : -1]  # (B, L, K + 1)
+        logits = teacher_forced_speech_logits(model, sample.sequences, sample.attention_mask, sample.prompt_length,
+                                              self.speech_token_layout)  # (B, L, K + 1)
         early = torch.arange(logits.shape[1], device=logits.device) < self.args.min_new_tokens  # (L,)
         return process_speech_logits(logits.float(), self.args.temperature, self.args.top_k, forbid_eos=early[None],
                                      top_p=self.args.top_p)  # fmt: skip

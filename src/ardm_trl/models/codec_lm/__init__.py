@@ -4,16 +4,16 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 
 from .collator_codec_lm import CodecLMDataCollator
 from .configuration_codec_lm import CodecLMConfig
-from .modeling_codec_lm import (
-    CodecLMForSpeechSynthesis,
-    CodecLMOutput,
-    CodecLMPreTrainedModel,
+from .generation_codec_lm import (
     SpeechSamplingOutput,
-    build_speech_prompts,
     position_ids_from_attention_mask,
     process_speech_logits,
     sample_gumbel,
+    sample_speech,
+    teacher_forced_speech_logits,
 )
+from .layout import SpeechTokenLayout
+from .modeling_codec_lm import CodecLMForSpeechSynthesis, CodecLMOutput, CodecLMPreTrainedModel, build_speech_prompts
 from .sampling_codec_lm import sample_and_decode, sample_codes
 from .tokenization_codec_lm import CodecLMTokenizer
 
@@ -30,10 +30,13 @@ __all__ = [
     "CodecLMPreTrainedModel",
     "CodecLMTokenizer",
     "SpeechSamplingOutput",
+    "SpeechTokenLayout",
     "build_speech_prompts",
     "position_ids_from_attention_mask",
     "process_speech_logits",
     "sample_and_decode",
     "sample_codes",
     "sample_gumbel",
+    "sample_speech",
+    "teacher_forced_speech_logits",
 ]

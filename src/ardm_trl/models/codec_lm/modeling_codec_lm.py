@@ -8,12 +8,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache, GenerationConfig, GenerationMixin, LlamaModel, PreTrainedModel
+from transformers import GenerationConfig, GenerationMixin, LlamaModel, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
 from ..guided_attention import eager_attention, guided_attention_loss
 from .configuration_codec_lm import CodecLMConfig
+from .generation_codec_lm import (
+    SpeechSamplingOutput,
+    position_ids_from_attention_mask,
+    sample_speech,
+    teacher_forced_speech_logits,
+)
+from .layout import SpeechTokenLayout
 
 logger = logging.get_logger(__name__)
 
@@ -49,92 +56,6 @@ class CodecLMOutput(ModelOutput):
     past_key_values: object | None = None
     hidden_states: torch.FloatTensor | None = None
     guided_attention_loss: torch.FloatTensor | None = None
-
-
-@dataclass
-class SpeechSamplingOutput(ModelOutput):
-    """
-    Output of [`CodecLMForSpeechSynthesis.sample_speech`].
-
-    Args:
-        sequences (`torch.LongTensor` of shape `(batch_size, prompt_length + num_steps)`):
-            Left-padded prompts followed by the sampled tokens (unified ids; `pad_token_id` after end-of-speech).
-        attention_mask (`torch.LongTensor` of shape `(batch_size, prompt_length + num_steps)`):
-            0 on the left padding of the prompts, 1 elsewhere.
-        prompt_length (`int`):
-            Length of the (padded) prompt part of `sequences`.
-        speech_ids (`torch.LongTensor` of shape `(batch_size, num_steps)`):
-            Sampled classes of the speech head (`0 .. codebook_size - 1` codes, `codebook_size` = end-of-speech;
-            positions after end-of-speech hold `codebook_size`).
-        completion_mask (`torch.BoolTensor` of shape `(batch_size, num_steps)`):
-            True on the sampled positions up to and including end-of-speech.
-        code_mask (`torch.BoolTensor` of shape `(batch_size, num_steps)`):
-            True on the sampled speech codes (end-of-speech excluded).
-        logits (`torch.FloatTensor` of shape `(batch_size, num_steps, codebook_size + 1)`):
-            The processed logits (temperature, top-k) the tokens were sampled from.
-        gumbel_noise (`torch.FloatTensor` of shape `(batch_size, num_steps, codebook_size + 1)`):
-            The Gumbel noise used: `speech_ids = argmax(logits + gumbel_noise)` at every completed position.
-    """
-
-    sequences: torch.LongTensor | None = None
-    attention_mask: torch.LongTensor | None = None
-    prompt_length: int | None = None
-    speech_ids: torch.LongTensor | None = None
-    completion_mask: torch.BoolTensor | None = None
-    code_mask: torch.BoolTensor | None = None
-    logits: torch.FloatTensor | None = None
-    gumbel_noise: torch.FloatTensor | None = None
-
-    def codes_list(self) -> list[list[int]]:
-        """The sampled speech codes of each row, end-of-speech and padding removed."""
-        return [row[mask].tolist() for row, mask in zip(self.speech_ids, self.code_mask)]
-
-
-def position_ids_from_attention_mask(attention_mask: torch.Tensor) -> torch.LongTensor:
-    """Positions that skip left padding: 0 for the first attended token of each row (pads get 0 as well)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def process_speech_logits(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    forbid_eos: bool | torch.Tensor = False,
-    top_p: float | None = None,
-) -> torch.Tensor:
-    """Temperature, "no end-of-speech yet", top-k and top-p (in this order) applied to speech-head logits
-    `(..., K + 1)`.
-
-    The same function is used when sampling and when replaying a sample, so both see the same distribution.
-    `forbid_eos` is a bool or a boolean tensor broadcastable to `logits.shape[:-1]` (per position). `top_p` keeps the
-    smallest set of most likely tokens whose probability reaches `top_p` (nucleus sampling; the most likely token is
-    always kept).
-    """
-    if temperature <= 0:
-        raise ValueError(f"`temperature` must be > 0, got {temperature}; use a small value for near-greedy sampling.")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"`top_p` must be in (0, 1], got {top_p}.")
-    logits = logits / temperature
-    if isinstance(forbid_eos, torch.Tensor) or forbid_eos:
-        forbid = torch.as_tensor(forbid_eos, dtype=torch.bool, device=logits.device)
-        eos = logits[..., -1:].masked_fill(forbid[..., None], float("-inf"))
-        logits = torch.cat([logits[..., :-1], eos], dim=-1)
-    if top_k is not None and 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        outside = probs.cumsum(dim=-1) - probs >= top_p  # the mass before this token already reaches top_p
-        logits = logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), float("-inf"))
-    return logits
-
-
-def sample_gumbel(shape: torch.Size, generator: torch.Generator | None = None, device=None, dtype=torch.float32):
-    """Standard Gumbel noise `-log(-log(U))`; `argmax(logits + noise)` is an exact sample of `softmax(logits)`."""
-    uniform = torch.rand(shape, generator=generator, device=device, dtype=dtype)
-    tiny = torch.finfo(dtype).tiny
-    return -torch.log(-torch.log(uniform.clamp(min=tiny, max=1.0 - torch.finfo(dtype).eps)))
 
 
 class UnifiedVocabularyHead(nn.Module):
@@ -310,161 +231,42 @@ class CodecLMForSpeechSynthesis(CodecLMPreTrainedModel, GenerationMixin):
         return guided_attention_loss(attentions, query_columns, query_lengths, key_columns, text_lengths,
                                      self.config.guided_attention_sigma, self.config.guided_attention_heads)
 
-    # ------------------------------------------------------------------ prompts and teacher forcing
+    # ------------------------------------------------------------------ prompts, teacher forcing, sampling
+    @property
+    def speech_token_layout(self) -> SpeechTokenLayout:
+        """Where text and speech live in this model's vocabulary (from its config)."""
+        return SpeechTokenLayout.from_config(self.config)
+
     def build_prompts(
         self, text_ids: list[list[int]] | torch.Tensor, device: torch.device | None = None
     ) -> tuple[torch.LongTensor, torch.LongTensor]:
         """Left-padded `<bos> text <speech_start>` prompts and their attention mask, `(B, P)` each."""
-        return build_speech_prompts(text_ids, self.config, device=device or self.device)
+        return self.speech_token_layout.build_prompts(text_ids, device=device or self.device)
 
     def teacher_forced_speech_logits(
         self, sequences: torch.LongTensor, attention_mask: torch.Tensor, prompt_length: int
     ) -> torch.Tensor:
         """Speech-head logits `(B, L, codebook_size + 1)` predicting each of the `L` tokens after the prompt, in one
         teacher-forced pass over `sequences = prompt + speech` (the layout returned by `sample_speech`)."""
-        out = self(input_ids=sequences, attention_mask=attention_mask, use_cache=False)
-        return out.speech_logits[:, prompt_length - 1 : -1]
+        return teacher_forced_speech_logits(self, sequences, attention_mask, prompt_length, self.speech_token_layout)
 
-    # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def sample_speech(
-        self,
-        text_ids: list[list[int]] | torch.Tensor,
-        max_new_tokens: int = 500,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        min_new_tokens: int = 0,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-        top_p: float | None = None,
-        guidance_scale: float = 1.0,
-    ) -> SpeechSamplingOutput:
-        """Sample speech tokens for a batch of texts (different lengths allowed), stopping each row at end-of-speech.
-
-        Tokens are drawn with the Gumbel-max trick, `argmax(process(logits) + g)`, an exact sample of the processed
-        distribution; the noise `g` is returned so that a later teacher-forced pass can replay the very same sample
-        as a straight-through Gumbel-Softmax (DiffRO).
-
-        Args:
-            text_ids (`list[list[int]]` or `torch.LongTensor` of shape `(batch_size, text_len)`): text-unit ids.
-            max_new_tokens (`int`, *optional*, defaults to 500): maximum number of sampled tokens (end-of-speech
-                included); rows that do not stop are cut there.
-            temperature (`float`, *optional*, defaults to 1.0): softmax temperature.
-            top_k (`int`, *optional*): keep only the `top_k` most likely classes.
-            min_new_tokens (`int`, *optional*, defaults to 0): end-of-speech is forbidden before this many tokens.
-            generator (`torch.Generator`, *optional*): source of the Gumbel noise (same seed, same sample).
-            use_cache (`bool`, *optional*, defaults to `True`): KV cache (`False` recomputes the full prefix at every
-                step; both give the same tokens).
-            top_p (`float`, *optional*): nucleus sampling: keep the smallest set of most likely classes whose
-                probability reaches `top_p` (after `top_k`).
-            guidance_scale (`float`, *optional*, defaults to 1.0): classifier-free guidance on the text: the
-                log-probabilities `log p(x | no text) + guidance_scale * (log p(x | text) - log p(x | no text))` are
-                sampled (before temperature, top-k and top-p), the text-free rows `<bos> <speech_start> speech` running
-                in the same batch. 1.0 is plain sampling. The returned `logits` are the guided ones; a teacher-forced
-                pass (DiffRO's replay) sees the plain model, so the trainers sample with 1.0.
-        """
-        K = self.config.codebook_size
-        if guidance_scale <= 0:
-            raise ValueError(f"`guidance_scale` must be > 0 (1.0 = no guidance), got {guidance_scale}.")
-        guided = guidance_scale != 1.0
-        if isinstance(text_ids, torch.Tensor):
-            text_ids = [row.tolist() for row in text_ids]
-        batch_size = len(text_ids)
-        # with guidance, rows B..2B-1 are the text-free copies; they get the same tokens as rows 0..B-1
-        prompts, attention_mask = self.build_prompts(list(text_ids) + [[]] * batch_size if guided else text_ids)
-        rows, prompt_length = prompts.shape
-        sequences, positions = prompts, position_ids_from_attention_mask(attention_mask)
-        cache = DynamicCache(config=self.config.lm_config) if use_cache else None
-        finished = torch.zeros(batch_size, dtype=torch.bool, device=prompts.device)
-        copies = 2 if guided else 1
-        step_ids, step_logits, step_noise, step_done = [], [], [], []
-        next_input, next_positions = prompts, positions
-        for step in range(max_new_tokens):
-            # 1. next-token logits of the speech head (only the new token when the cache holds the prefix)
-            if use_cache:
-                out = self(
-                    input_ids=next_input,
-                    attention_mask=attention_mask,
-                    position_ids=next_positions,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-            else:
-                out = self(input_ids=sequences, attention_mask=attention_mask, position_ids=positions, use_cache=False)
-            logits = out.speech_logits[:, -1].float()  # (copies * B, K + 1)
-            if guided:
-                conditional, text_free = logits.log_softmax(-1).chunk(2)
-                logits = text_free + guidance_scale * (conditional - text_free)
-            logits = process_speech_logits(
-                logits, temperature, top_k, forbid_eos=step < min_new_tokens, top_p=top_p
-            )  # (B, K + 1)
-            # 2. Gumbel-max sample, kept noise
-            noise = sample_gumbel(logits.shape, generator=generator, device=logits.device)
-            token = (logits + noise).argmax(-1)  # (B,)
-            token = torch.where(finished, torch.full_like(token, K), token)
-            step_done.append(~finished)
-            step_ids.append(token)
-            step_logits.append(logits)
-            step_noise.append(noise)
-            # 3. append to the sequence (pad after end-of-speech)
-            unified = torch.where(
-                finished, torch.full_like(token, self.config.pad_token_id), token + self.config.speech_token_offset
-            )
-            finished = finished | (token == K)
-            next_input = unified.repeat(copies)[:, None]
-            next_positions = positions[:, -1:] + 1
-            sequences = torch.cat([sequences, next_input], dim=1)
-            positions = torch.cat([positions, next_positions], dim=1)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, 1)], dim=1)
-            if finished.all():
-                break
-        sequences, attention_mask = sequences[:batch_size], attention_mask[:batch_size]
-        speech_ids = torch.stack(step_ids, 1)
-        completion_mask = torch.stack(step_done, 1)
-        return SpeechSamplingOutput(
-            sequences=sequences,
-            attention_mask=attention_mask,
-            prompt_length=prompt_length,
-            speech_ids=speech_ids,
-            completion_mask=completion_mask,
-            code_mask=completion_mask & (speech_ids < K),
-            logits=torch.stack(step_logits, 1),
-            gumbel_noise=torch.stack(step_noise, 1),
-        )
+    def sample_speech(self, text_ids: list[list[int]] | torch.Tensor, **kwargs) -> SpeechSamplingOutput:
+        """Sample speech tokens for a batch of texts: [`~models.codec_lm.sample_speech`] with this model's layout
+        (same keyword arguments)."""
+        return sample_speech(self, text_ids, self.speech_token_layout, **kwargs)
 
 
 def build_speech_prompts(
     text_ids: list[list[int]] | torch.Tensor, config: CodecLMConfig, device: torch.device | None = None
 ) -> tuple[torch.LongTensor, torch.LongTensor]:
-    """Left-padded `<bos> text <speech_start>` prompts `(B, P)` and their attention mask."""
-    if isinstance(text_ids, torch.Tensor):
-        text_ids = [row.tolist() for row in text_ids]
-    rows = []
-    for i, ids in enumerate(text_ids):
-        ids = [int(t) for t in ids]
-        if any(t < 0 or t >= config.text_vocab_size for t in ids):
-            raise ValueError(
-                f"text_ids[{i}] holds ids outside the text range [0, {config.text_vocab_size}); pass text-unit ids "
-                "without special tokens (the prompt's <bos> and <speech_start> are added here)."
-            )
-        rows.append([config.bos_token_id, *ids, config.speech_start_token_id])
-    length = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), length), config.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, r in enumerate(rows):
-        input_ids[i, length - len(r) :] = torch.tensor(r)
-        attention_mask[i, length - len(r) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
+    """Left-padded `<bos> text <speech_start>` prompts `(B, P)` and their attention mask, for a [`CodecLMConfig`]."""
+    return SpeechTokenLayout.from_config(config).build_prompts(text_ids, device=device)
 
 
 __all__ = [
     "CodecLMForSpeechSynthesis",
     "CodecLMOutput",
     "CodecLMPreTrainedModel",
-    "SpeechSamplingOutput",
     "UnifiedVocabularyHead",
     "build_speech_prompts",
-    "position_ids_from_attention_mask",
-    "process_speech_logits",
-    "sample_gumbel",
 ]
