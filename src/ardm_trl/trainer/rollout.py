@@ -40,6 +40,16 @@ class PromptBatch:
         return dict(text_input_ids=self.text_input_ids, text_attention_mask=self.text_attention_mask,
                     prompt_latents=self.prompt_latents, prompt_latents_mask=self.prompt_latents_mask)
 
+    def select(self, rows: Sequence[int]) -> PromptBatch:
+        """The batch of the given rows (prompt fields only)."""
+        index = torch.as_tensor(list(rows), dtype=torch.long)
+        pick = lambda v: None if v is None else v[index.to(v.device)]  # noqa: E731
+        return PromptBatch(text_input_ids=pick(self.text_input_ids), text_attention_mask=pick(self.text_attention_mask),
+                           prompts=[self.prompts[i] for i in rows], group_ids=pick(self.group_ids),
+                           columns={k: [v[i] for i in rows] for k, v in self.columns.items()},
+                           prompt_latents=pick(self.prompt_latents),
+                           prompt_latents_mask=pick(self.prompt_latents_mask))  # fmt: skip
+
     def to(self, device: torch.device) -> PromptBatch:
         move = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return type(self)(**move)

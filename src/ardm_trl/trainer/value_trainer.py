@@ -361,7 +361,14 @@ def train_value_model(
     else:
         prompts = [{k: v for k, v in row.items() if k != "latents"} for row in rows]
         data = build_value_dataset(policy, prompts, reward_func, num_generations=num_generations, **generation_kwargs)
-    ValueTrainer(value_model, args, train_dataset=data).train()
+    trainer = ValueTrainer(value_model, args, train_dataset=data)
+    trainer.train()
+    if trainer.is_deepspeed_enabled:
+        # accelerate allows one DeepSpeed Accelerator per process state: clear it (the process group stays) so the
+        # trainer that uses this value model next can build its own
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state()
     return value_model.eval()
 
 

@@ -92,6 +92,12 @@ class VGPOConfig(ARDMRLConfig):
         adm_real_max_patches (`int`, *optional*):
             Real (reference-model) samples are cut to their first this-many patches (the paper keeps the first 7 s,
             which drift less).
+        adm_reference_samples_per_prompt (`int`, *optional*, defaults to `8`):
+            Reference samples drawn per prompt and then reused (the reference is frozen, so each stays an exact draw
+            of its distribution): a prompt's rows get fresh reference samples until it holds this many, then reuse
+            them in turn ([`ReferenceSampleCache`]). `0` draws new ones at every step.
+        adm_reference_cache_size (`int`, *optional*, defaults to `4096`):
+            Most reference samples kept in all (per process); the prompts used longest ago are dropped first.
         allow_untrained_value_model (`bool`, *optional*, defaults to `False`):
             Accept a value model whose output layer is still zero (untrained: its gradient is zero). Refused by
             default; useful only with `online_value_update=True`.
@@ -118,6 +124,9 @@ class VGPOConfig(ARDMRLConfig):
     discriminator_steps: int = field(default=10, metadata={"help": "Discriminator steps per policy step."})
     discriminator_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the discriminator."})
     adm_real_max_patches: int | None = field(default=None, metadata={"help": "Cut real samples to this many patches."})
+    adm_reference_samples_per_prompt: int = field(default=8, metadata={"help": "Reference samples kept per prompt "
+                                                                             "(0: draw new ones every step)."})
+    adm_reference_cache_size: int = field(default=4096, metadata={"help": "Most reference samples kept in all."})
     allow_untrained_value_model: bool = field(default=False, metadata={"help": "Accept a zero-initialised value head."})
 
     def __post_init__(self):
@@ -143,6 +152,13 @@ class VGPOConfig(ARDMRLConfig):
         for name, value in positive.items():
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {value}.")
+        if self.adm_reference_samples_per_prompt < 0 or (
+            self.adm_reference_samples_per_prompt > self.adm_reference_cache_size
+        ):
+            raise ValueError(
+                "Need 0 <= adm_reference_samples_per_prompt <= adm_reference_cache_size, got "
+                f"{self.adm_reference_samples_per_prompt} and {self.adm_reference_cache_size}."
+            )
         if not 0 <= self.min_patches <= self.max_patches:
             raise ValueError(f"`min_patches` must lie in [0, max_patches={self.max_patches}], got {self.min_patches}.")
         if self.reward_weights is not None and not all(math.isfinite(w) for w in self.reward_weights):

@@ -31,8 +31,10 @@ from .ardm_utils import (
     reward_func_name,
 )
 from .base import check_finite, unwrap_peft
+from .reference_cache import ReferenceSampleCache, prompt_key
 from .rollout import (
     AudioDecoder,
+    PromptBatch,
     Rollouts,
     generate_rollouts,
     prepare_prompt_batch,
@@ -132,6 +134,10 @@ class VGPOTrainer(SpeechRLTrainer):
             self.discriminator_optimizer = torch.optim.AdamW(
                 self.discriminator.parameters(), lr=args.discriminator_learning_rate,
                 betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.weight_decay)
+        self.reference_cache = None
+        if self.discriminator is not None and args.adm_reference_samples_per_prompt > 0:
+            self.reference_cache = ReferenceSampleCache(args.adm_reference_samples_per_prompt,
+                                                        args.adm_reference_cache_size)  # fmt: skip
 
     def configure_model(self, model: ARDMForSpeechSynthesis, args: VGPOConfig) -> ARDMForSpeechSynthesis:
         """Check the value model (and discriminator) against the policy before any set-up."""
@@ -340,11 +346,27 @@ class VGPOTrainer(SpeechRLTrainer):
         value_model.eval()
 
     def _reference_rollouts(self, rollouts: Rollouts) -> Rollouts:
+        """ADM's "real" samples for the prompts of `rollouts`: drawn from the frozen reference, through the
+        [`ReferenceSampleCache`] when `adm_reference_samples_per_prompt > 0` (only the rows it lacks are sampled)."""
         kwargs = self._generation_kwargs()
         if self.args.adm_real_max_patches:
             kwargs["max_patches"] = min(kwargs["max_patches"], self.args.adm_real_max_patches)
-        with self.reference() as ref:
-            return generate_rollouts(unwrap_peft(ref), rollouts, **kwargs)
+        cache = self.reference_cache
+        keys = [prompt_key(rollouts, i) for i in range(len(rollouts.prompts))] if cache is not None else []
+        rows = cache.rows_to_draw(keys) if cache is not None else list(range(len(rollouts.prompts)))
+        fresh = None
+        if rows:
+            with self.reference() as ref:
+                fresh = generate_rollouts(unwrap_peft(ref), rollouts.select(rows) if cache is not None else rollouts,
+                                          **kwargs)  # fmt: skip
+        if cache is None:
+            return fresh
+        latents = cache.fill(keys, dict(zip(rows, fresh.completions()))) if fresh is not None else cache.fill(keys, {})
+        self._record_metric("adm/reference_reuse", 1.0 - len(rows) / len(keys))
+        padded, mask = pad_sequences(latents, self._policy.config.patch_size)
+        fields = {name: getattr(rollouts, name) for name in PromptBatch.__dataclass_fields__}
+        device = rollouts.text_input_ids.device
+        return Rollouts(**fields, latents=padded.to(device), latents_mask=mask.to(device))
 
     def update_discriminator(self, fake: Rollouts) -> None:
         """ADM (Sec. 3.4): least-squares discriminator (Eq. 17), real = reference-model samples (optionally only their
@@ -385,8 +407,15 @@ class VGPOTrainer(SpeechRLTrainer):
             if with_optimizers and optimizer is not None:
                 torch.save(optimizer.state_dict(), os.path.join(folder, name, "optimizer.pt"))
 
+    def _reference_cache_path(self, folder: str) -> str:
+        return os.path.join(folder, f"adm_reference_cache_{self.accelerator.process_index}.pt")
+
     def _save_extra_checkpoint_state(self, folder: str) -> None:
+        """The critics with their optimisers, and each process's ADM reference samples (exact resume)."""
         self._save_critics(folder, with_optimizers=True)
+        if self.reference_cache is not None:
+            os.makedirs(folder, exist_ok=True)
+            torch.save(self.reference_cache.state_dict(), self._reference_cache_path(folder))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         # the critics' files are checked before any weight is loaded: a checkpoint without them resumes nothing
@@ -409,6 +438,9 @@ class VGPOTrainer(SpeechRLTrainer):
             module.load_state_dict(type(module).from_pretrained(path).state_dict())
             if optimizer is not None:
                 optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=True))
+        cache_path = self._reference_cache_path(resume_from_checkpoint)
+        if self.reference_cache is not None and os.path.isfile(cache_path):
+            self.reference_cache.load_state_dict(torch.load(cache_path, weights_only=True))
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         settings = self._generation_kwargs()
