@@ -1,5 +1,7 @@
 """The RL examples end to end with tiny settings, as documented: `examples/vgpo.py` and `examples/ardm_dpo.py` in one
-process, and under `accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml` on 2 CPU ranks."""
+process; every `accelerate launch` command the docs show for `examples/vgpo.py`, `examples/ardm_dpo.py` and
+`examples/diffro.py` (the `multi_gpu.yaml` and `deepspeed_zero2.yaml` configs, and the `--multi_gpu` flags) on 2 CPU
+ranks."""
 
 import json
 import sys
@@ -17,6 +19,8 @@ TINY_VGPO = ["--task", "ctc", "--value_model_name_or_path", "none", "--value_pre
              "--num_train_prompts", "4", "--num_eval_prompts", "2", "--eval_seeds", "0", "--corpus_utterances", "120",
              "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_patches", "24",
              "--num_inference_steps", "2", "--num_threads", "1"]  # fmt: skip
+TINY_DIFFRO = ["--use_cpu", "true", "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_new_tokens", "8",
+               "--num_utterances", "120", "--max_prompts", "8", "--report_to", "none", "--save_strategy", "no"]  # fmt: skip
 TINY_DPO = ["--task", "ctc", "--max_steps", "2", "--num_train_prompts", "4", "--num_eval_prompts", "2",
             "--eval_seeds", "0", "--corpus_utterances", "120", "--num_samples", "2", "--per_device_train_batch_size", "2"]  # fmt: skip
 
@@ -78,3 +82,36 @@ def test_examples_run_on_two_processes_with_the_documented_config(tmp_path, scri
     table = json.loads((tmp_path / "out" / "results.json").read_text())
     assert table["rows"][0]["name"] == "Base" and len(table["rows"]) == 2
     check_saved_policy(tmp_path / "out" / "model")
+
+
+def check_saved(script: str, folder: Path) -> None:
+    if script == "examples/diffro.py":
+        from transformers import AutoModelForCausalLM
+
+        import ardm_trl  # noqa: F401  (registers the codec LM)
+
+        assert type(AutoModelForCausalLM.from_pretrained(folder)).__name__ == "CodecLMForSpeechSynthesis"
+    else:
+        check_saved_policy(folder / "model")
+
+
+DEEPSPEED_ENV = {"DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions")}
+
+
+@pytest.mark.parametrize("script, tiny, port", [("examples/vgpo.py", TINY_VGPO, 29641),
+                                                ("examples/ardm_dpo.py", TINY_DPO, 29642),
+                                                ("examples/diffro.py", TINY_DIFFRO, 29643)])  # fmt: skip
+def test_examples_run_under_the_documented_deepspeed_zero2_config(tmp_path, script, tiny, port):
+    pytest.importorskip("deepspeed")
+    completed = accelerate_launch(ROOT / script, *tiny, "--output_dir", tmp_path / "out", port=port, timeout=1200,
+                                  config_file=ROOT / "examples" / "accelerate_configs" / "deepspeed_zero2.yaml",
+                                  env=DEEPSPEED_ENV)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    check_saved(script, tmp_path / "out")
+
+
+def test_diffro_example_runs_on_two_processes_with_the_documented_flags(tmp_path):
+    completed = accelerate_launch(ROOT / "examples" / "diffro.py", *TINY_DIFFRO, "--output_dir", tmp_path / "out",
+                                  port=29644, timeout=1200)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    check_saved("examples/diffro.py", tmp_path / "out")
