@@ -3,7 +3,7 @@
 Usage:
 
     # the demo: the bundled ARDM, codec and pitch value model; VGPO (Alg. 3) on the `pitch` task (speak higher: mean
-    # pitch in semitones), then Base and VGPO on 32 held-out test prompts x 2 sampling seeds, paired per prompt
+    # pitch in semitones), then Base and VGPO on 32 held-out test prompts x 3 sampling seeds, paired per prompt
     accelerate launch examples/vgpo.py
 
     # the same on the validation split (how the demo's settings were chosen)
@@ -96,7 +96,7 @@ class ScriptArguments:
     num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts of the table."})
     eval_split: str = field(default="test", metadata={"help": "Split of the table's prompts: 'test' or 'validation' "
                                                               "(to choose settings without seeing the test prompts)."})
-    eval_seeds: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "Sampling seeds of the table."})
+    eval_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Sampling seeds of the table."})
     value_pretrain_steps: int = field(default=300, metadata={"help": "Steps of Alg. 1 when no value model is given."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters on the LM instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
