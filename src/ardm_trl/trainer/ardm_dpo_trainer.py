@@ -16,6 +16,7 @@ from ..models.ardm import ARDMForSpeechSynthesis, NoiseSchedule, sampling_settin
 from .ardm_dpo_config import ARDMDPOConfig
 from .ardm_utils import NoiseDraws, ardm_kl
 from .base import check_finite
+from .papers import ARDM_DPO
 from .preference_data import PreferenceBatch, collate_preference_pairs
 from .speech_rl_trainer import SpeechRLTrainer
 
@@ -141,8 +142,7 @@ class ARDMDPOTrainer(SpeechRLTrainer):
     """
 
     _trainer_name = "ARDM-DPO"
-    _paper_title = "Direct preference optimization for speech autoregressive diffusion models"
-    _paper_url = "https://arxiv.org/abs/2509.18928"
+    _paper = ARDM_DPO
     _tag_names = ["ardm_trl", "dpo", "ardm-dpo", "text-to-speech"]
 
     def __init__(

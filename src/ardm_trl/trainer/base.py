@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from transformers.utils import is_peft_available, logging
 
+from .papers import Paper
+
 logger = logging.get_logger(__name__)
 
 if is_peft_available():
@@ -84,36 +86,66 @@ class MetricsMixin:
 
 
 class ModelCardMixin:
-    """Writes `README.md` beside a saved model from a template in `hub_cards/` (TRL's `create_model_card`)."""
+    """Writes `README.md` beside a saved model from a template in `hub_cards/` (TRL's `create_model_card`): at every
+    `save_model` and before `push_to_hub` uploads. The card names the method's paper (with BibTeX), the base model
+    (as `base_model:` metadata when it is a Hub id) and the reward functions."""
 
     _card_template: str = "trainer_output.md"
     _trainer_name: str = "Trainer"
-    _paper_title: str | None = None
-    _paper_url: str | None = None
+    _paper: Paper | None = None
     _tag_names: list[str] = ["ardm_trl"]
 
     def _model_card_fields(self) -> dict[str, Any]:
         """Extra template fields of the concrete trainer (reward functions, hyper-parameters, ...)."""
         return {}
 
-    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, **kwargs: Any) -> None:
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, output_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
         if not self.is_world_process_zero():
             return
-        model = self.model
-        base = getattr(getattr(model, "config", None), "_name_or_path", None) or None
+        folder = Path(output_dir or self.args.output_dir)
+        base = base_model_name(self.model)
+        hub_id = base if base is not None and is_hub_id(base) else None
+        model_id = self.args.hub_model_id or f"path/to/{model_name or folder.name}"
         card = render_model_card(
             self._card_template,
-            model_name=model_name or Path(self.args.output_dir).name,
-            base_model=base,
-            dataset_name=dataset_name,
+            model_name=model_name or folder.name,
+            model_id=model_id,
+            base_model=base or "none recorded",
+            base_model_metadata=f"base_model: {hub_id}\n" if hub_id else "",
+            dataset_name=dataset_name or "not recorded",
             trainer_name=self._trainer_name,
-            paper_title=self._paper_title,
-            paper_url=self._paper_url,
+            paper_title=self._paper.title if self._paper else "none",
+            paper_url=self._paper.url if self._paper else "none",
+            citation=self._paper.citation if self._paper else "",
             tags=self._tag_names,
+            tags_metadata="".join(f"- {tag}\n" for tag in self._tag_names),
             **self._model_card_fields(),
         )
-        Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(self.args.output_dir) / "README.md").write_text(card)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "README.md").write_text(card)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if not _internal_call and self.args.should_save:
+            self.create_model_card(output_dir=output_dir)
+
+
+def base_model_name(model: nn.Module) -> str | None:
+    """Where `model` was loaded from (its config's `_name_or_path`): a Hub id as it is, a local folder by its name
+    only (an absolute path of the machine a run happened on means nothing to a reader); `None` when not recorded."""
+    model = unwrap_peft(getattr(model, "module", model))
+    name = getattr(getattr(model, "config", None), "_name_or_path", None) or None
+    if name is None or is_hub_id(name):
+        return name
+    return f"{Path(name).name} (a local folder)"
+
+
+def is_hub_id(name: str) -> bool:
+    """`namespace/name` that is not a local path."""
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", name)) and not Path(name).exists()
 
 
 def prepare_peft_model(model: nn.Module, peft_config: PeftConfig | None, trainable_modules: list[str] | None = None):

@@ -30,6 +30,7 @@ from .diffro_utils import (
     categorical_kl,
     straight_through_gumbel_softmax,
 )
+from .papers import DIFFRO
 from .speech_rl_trainer import SpeechRLTrainer
 
 logger = logging.get_logger(__name__)
@@ -94,9 +95,8 @@ class DiffROTrainer(SpeechRLTrainer):
     """
 
     _trainer_name = "DiffRO"
+    _paper = DIFFRO
     _auto_model_class = AutoModelForCausalLM
-    _paper_title = "Differentiable Reward Optimization for LLM based TTS system"
-    _paper_url = "https://arxiv.org/abs/2507.05911"
     _tag_names = ["ardm_trl", "diffro", "text-to-speech"]
 
     def __init__(

@@ -11,6 +11,7 @@ from transformers import Trainer
 from ..models.token_reward import TokenRewardDataCollator, TokenRewardModel
 from .base import MetricsMixin, ModelCardMixin, check_finite
 from .checkpointing import AtomicCheckpointMixin
+from .papers import DIFFRO
 from .token_reward_config import TokenRewardTrainingConfig
 
 
@@ -32,8 +33,7 @@ class TokenRewardTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Tr
     """
 
     _trainer_name = "TokenRewardTrainer"
-    _paper_title = "Differentiable Reward Optimization for LLM based TTS system"
-    _paper_url = "https://arxiv.org/abs/2507.05911"
+    _paper = DIFFRO
     _tag_names = ["ardm_trl", "diffro", "token-reward-model"]
 
     def __init__(

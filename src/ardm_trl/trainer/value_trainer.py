@@ -15,6 +15,7 @@ from ..models.ardm import ARDMValueModel
 from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, resolve_reward_funcs, value_loss
 from .base import MetricsMixin, ModelCardMixin, check_finite
 from .checkpointing import AtomicCheckpointMixin
+from .papers import VGPO
 from .rollout import AudioDecoder, generate_rollouts, prepare_prompt_batch, score_rollout_tokens, score_rollouts
 from .value_config import ValueConfig
 from .value_evaluation import GuidanceEvaluation, value_reward_correlation
@@ -84,7 +85,7 @@ class ValueTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Trainer)
     """
 
     _trainer_name = "ValueTrainer (VGPO Algorithm 1)"
-    _paper_title = "Fine-tuning speech autoregressive diffusion models with value guided policy optimization"
+    _paper = VGPO
     _tag_names = ["ardm_trl", "value-model", "vgpo"]
 
     def __init__(

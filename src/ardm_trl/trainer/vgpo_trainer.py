@@ -31,6 +31,7 @@ from .ardm_utils import (
     reward_func_name,
 )
 from .base import check_finite, unwrap_peft
+from .papers import VGPO
 from .reference_cache import ReferenceSampleCache, prompt_key
 from .rollout import (
     AudioDecoder,
@@ -86,7 +87,7 @@ class VGPOTrainer(SpeechRLTrainer):
     """
 
     _trainer_name = "VGPO"
-    _paper_title = "Fine-tuning speech autoregressive diffusion models with value guided policy optimization"
+    _paper = VGPO
     _tag_names = ["ardm_trl", "vgpo", "reinforcement-learning", "text-to-speech"]
 
     def __init__(
@@ -450,6 +451,12 @@ class VGPOTrainer(SpeechRLTrainer):
         super().save_model(output_dir, _internal_call)
         if not _internal_call:
             self._save_critics(output_dir or self.args.output_dir, with_optimizers=False)
+
+    def push_to_hub(self, *args, **kwargs):
+        """`Trainer.push_to_hub`, with the value model (and discriminator) saved in `output_dir` first, so the
+        upload carries them as `value_model/` (and `discriminator/`) beside the policy."""
+        self._save_critics(self.args.output_dir, with_optimizers=False)
+        return super().push_to_hub(*args, **kwargs)
 
     def _model_card_fields(self) -> dict[str, Any]:
         return {"reward_funcs": [reward_func_name(f) for f in self.reward_funcs]}

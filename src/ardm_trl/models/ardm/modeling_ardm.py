@@ -470,6 +470,7 @@ class ARDMValueModel(ARDMPreTrainedModel):
         values.update(guided_attention_weight=0.0, ctc_loss_weight=0.0, context_noise_std=0.0)
         values.update(config_overrides)
         model = cls(cls.config_class(**values))
+        model.config._name_or_path = ardm.config._name_or_path  # model cards name the ARDM it was built from
         model.backbone.load_state_dict(ardm.backbone.state_dict())
         model.head.body.load_state_dict(ardm.head.body.state_dict())
         with torch.no_grad():
