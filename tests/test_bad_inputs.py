@@ -344,3 +344,23 @@ def test_lm_guidance_on_a_model_trained_without_condition_dropout_warns(caplog):
     with caplog.at_level(logging.WARNING):
         policy.generate(torch.tensor([[1, 2]]), max_patches=1, lm_guidance_scale=2.0)
     assert "cfg_dropout_prob=0" in caplog.text
+
+
+# ---------------------------------------------------------------- token reward models of another vocabulary
+def test_a_token_reward_model_of_another_codebook_or_text_ids_outside_its_units_are_named(tmp_path):
+    from test_diffro import CODEBOOK, make_args, prompts_dataset, tiny_policy
+    from test_token_reward import NUM_UNITS, tiny_config
+
+    from ardm_trl import TokenRewardModel
+    from ardm_trl.models.token_reward import CTCReward
+    from ardm_trl.trainer import DiffROTrainer
+
+    other = TokenRewardModel(tiny_config())  # its own codebook
+    assert other.config.codebook_size != CODEBOOK
+    policy = tiny_policy()
+    before = snapshot(policy)
+    with pytest.raises(ValueError, match=f"reads {other.config.codebook_size} speech codes but the policy has {CODEBOOK}"):
+        DiffROTrainer(policy, CTCReward(other), make_args(tmp_path), train_dataset=prompts_dataset())
+    assert unchanged(policy, before)
+    with pytest.raises(ValueError, match=r"outside the reward model's CTC units \[0, " + str(NUM_UNITS)):
+        other.ctc_log_likelihood(torch.tensor([[0, NUM_UNITS + 3]]), input_ids=torch.tensor([[1, 2, 3]]))

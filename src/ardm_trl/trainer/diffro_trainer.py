@@ -130,6 +130,14 @@ class DiffROTrainer(SpeechRLTrainer):
         self.speech_token_layout = SpeechTokenLayout.from_model(model, self._given_layout)
         if self._given_layout is not None:
             model.config.speech_token_layout = self.speech_token_layout.to_dict()
+        for func, name in zip(self.reward_funcs, self.reward_names):
+            codebook = getattr(getattr(getattr(func, "model", None), "config", None), "codebook_size", None)
+            if codebook is not None and codebook != self.speech_token_layout.codebook_size:
+                raise ValueError(
+                    f"Reward {name!r} reads {codebook} speech codes but the policy has "
+                    f"{self.speech_token_layout.codebook_size}: train a token reward model on the policy's own codes "
+                    "(`TokenRewardTrainer`, see the token reward docs)."
+                )
         if args.disable_dropout:
             disable_dropout_in_model(model)
         return model

@@ -218,7 +218,16 @@ class TokenRewardModel(TokenRewardPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         reduction: str = "mean",
     ) -> torch.Tensor:
-        """`log P(text | tokens)` per row `(B,)`, differentiable w.r.t. `soft_tokens` (see [`ctc_log_likelihood`])."""
+        """`log P(text | tokens)` per row `(B,)`, differentiable w.r.t. `soft_tokens` (see [`ctc_log_likelihood`]).
+        Raises `ValueError` when a text id (negative = padding) is not one of the model's `num_text_units` units."""
+        units = self.config.num_text_units
+        outside = (text_ids >= units).any(-1)
+        if bool(outside.any()):
+            rows = outside.nonzero().flatten().tolist()
+            raise ValueError(
+                f"Text ids of row(s) {rows} lie outside the reward model's CTC units [0, {units}): score the text in "
+                "the units it was trained on (e.g. the codec LM's text ids only when both use the same tokenizer)."
+            )
         out = self(input_ids=input_ids, soft_tokens=soft_tokens, attention_mask=attention_mask)
         return ctc_log_likelihood(out.ctc_log_probs, out.ctc_lengths, text_ids, self.config.ctc_blank_id, reduction)
 
