@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 from transformers.modeling_outputs import ModelOutput
 
 from .layout import SpeechTokenLayout
@@ -69,28 +70,30 @@ def process_speech_logits(
     `(..., K + 1)`.
 
     The same function is used when sampling and when replaying a sample, so both see the same distribution.
-    `forbid_eos` is a bool or a boolean tensor broadcastable to `logits.shape[:-1]` (per position). `top_p` keeps the
-    smallest set of most likely tokens whose probability reaches `top_p` (nucleus sampling; the most likely token is
-    always kept).
+    `forbid_eos` is a bool or a boolean tensor broadcastable to `logits.shape[:-1]` (per position). Temperature,
+    top-k and top-p are transformers' `TemperatureLogitsWarper`, `TopKLogitsWarper` and `TopPLogitsWarper` (top-p
+    keeps the smallest set of most likely tokens whose probability reaches `top_p`; the most likely token is always
+    kept).
     """
     if temperature <= 0:
         raise ValueError(f"`temperature` must be > 0, got {temperature}; use a small value for near-greedy sampling.")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"`top_p` must be in (0, 1], got {top_p}.")
-    logits = logits / temperature
+    logits = TemperatureLogitsWarper(temperature)(None, logits) if temperature != 1.0 else logits
+    # kept here, not in a transformers processor: the replay forbids end-of-speech per position (B, L), not per step
     if isinstance(forbid_eos, torch.Tensor) or forbid_eos:
         forbid = torch.as_tensor(forbid_eos, dtype=torch.bool, device=logits.device)
         eos = logits[..., -1:].masked_fill(forbid[..., None], float("-inf"))
         logits = torch.cat([logits[..., :-1], eos], dim=-1)
+    warpers = LogitsProcessorList()
     if top_k is not None and 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        warpers.append(TopKLogitsWarper(top_k))
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        outside = probs.cumsum(dim=-1) - probs >= top_p  # the mass before this token already reaches top_p
-        logits = logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), float("-inf"))
-    return logits
+        warpers.append(TopPLogitsWarper(top_p))
+    if not warpers:
+        return logits
+    flat = logits.reshape(-1, logits.shape[-1])  # the warpers read (batch, vocab) scores
+    return warpers(None, flat).reshape(logits.shape)
 
 
 def sample_gumbel(shape: torch.Size, generator: torch.Generator | None = None, device=None, dtype=torch.float32):
