@@ -364,3 +364,14 @@ def test_a_token_reward_model_of_another_codebook_or_text_ids_outside_its_units_
     assert unchanged(policy, before)
     with pytest.raises(ValueError, match=r"outside the reward model's CTC units \[0, " + str(NUM_UNITS)):
         other.ctc_log_likelihood(torch.tensor([[0, NUM_UNITS + 3]]), input_ids=torch.tensor([[1, 2, 3]]))
+
+
+def test_a_diverged_generation_is_named_as_such_not_as_the_reward_functions_fault(tmp_path):
+    policy, value_model = models()
+    with torch.no_grad():
+        policy.head.output.bias.fill_(float("nan"))  # every sampled patch becomes NaN
+    before = snapshot(policy)
+    trainer = VGPOTrainer(policy, value_model, mean_latent, args(tmp_path), train_dataset=rows())
+    with pytest.raises(FloatingPointError, match="generation diverged at its first patch"):
+        trainer.train()
+    assert all(torch.equal(v, before[k]) or torch.isnan(v).any() for k, v in policy.state_dict().items())

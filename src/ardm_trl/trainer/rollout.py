@@ -121,8 +121,16 @@ def prepare_prompt_batch(
 @torch.no_grad()
 def generate_rollouts(model, batch: PromptBatch, **generation_kwargs: Any) -> Rollouts:
     """Sample one trajectory per row of `batch` from `model` (an ARDM; pass `lm_guidance_scale`, `max_patches`,
-    `value_model`, ... through `generation_kwargs`)."""
+    `value_model`, ... through `generation_kwargs`). A sample that diverges is ended by `generate` (a warning);
+    when every sample diverged at its first patch, nothing was generated and `FloatingPointError` says so here,
+    before a reward function is handed empty samples."""
     out = model.generate(**batch.model_inputs(), **generation_kwargs)
+    if out.diverged is not None and bool(out.diverged.all()) and int(out.num_patches.max()) == 0:
+        raise FloatingPointError(
+            "Every sample's generation diverged at its first patch (non-finite latents): the model's weights are "
+            "likely non-finite (e.g. made so by too large a learning rate) or the value guidance scale is far too "
+            "large. No reward was computed."
+        )
     fields = {name: getattr(batch, name) for name in PromptBatch.__dataclass_fields__}
     return Rollouts(**fields, latents=out.latents, latents_mask=out.latents_mask)
 

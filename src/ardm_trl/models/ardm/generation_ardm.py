@@ -86,14 +86,17 @@ class ARDMGenerationOutput(ModelOutput):
             each sample's end.
         latents_mask (`torch.BoolTensor` of shape `(B, F)`): valid frames.
         num_patches (`torch.LongTensor` of shape `(B,)`): generated patches per sample.
-        stopped (`torch.BoolTensor` of shape `(B,)`): True where the stop head ended the sample (False: it hit
-            `max_patches`).
+        stopped (`torch.BoolTensor` of shape `(B,)`): True where the sample ended before `max_patches` (the stop
+            head, or divergence).
+        diverged (`torch.BoolTensor` of shape `(B,)`): True where the sample was ended because its latents became
+            non-finite (the patches before are kept).
     """
 
     latents: torch.FloatTensor | None = None
     latents_mask: torch.BoolTensor | None = None
     num_patches: torch.LongTensor | None = None
     stopped: torch.BoolTensor | None = None
+    diverged: torch.BoolTensor | None = None
 
 
 class ARDMGenerationMixin:
@@ -251,6 +254,7 @@ class ARDMGenerationMixin:
         scheduler.set_timesteps(num_inference_steps, device=device)
         schedule = self.noise_schedule
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        ended_diverged = torch.zeros(batch, dtype=torch.bool, device=device)
         lengths = torch.zeros(batch, dtype=torch.long, device=device)
         patches = []
         for step in range(max_patches):
@@ -280,6 +284,7 @@ class ARDMGenerationMixin:
                 logger.warning("Generation diverged (non-finite latents) for %d sample(s) at patch %d; ending them.",
                                int(diverged.sum()), step)
                 finished |= diverged
+                ended_diverged |= diverged
                 sample = torch.where(torch.isfinite(sample), sample, torch.zeros_like(sample))
             patches.append(sample)
             lengths += (~finished).long()
@@ -303,6 +308,7 @@ class ARDMGenerationMixin:
             latents_mask=patch_mask.repeat_interleave(config.patch_size, dim=1),
             num_patches=lengths,
             stopped=finished,
+            diverged=ended_diverged,
         )
 
 
