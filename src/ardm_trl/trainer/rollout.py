@@ -50,6 +50,11 @@ class PromptBatch:
                            prompt_latents=pick(self.prompt_latents),
                            prompt_latents_mask=pick(self.prompt_latents_mask))  # fmt: skip
 
+    def with_latents(self, latents: torch.Tensor, latents_mask: torch.Tensor) -> Rollouts:
+        """These prompts with one trajectory per row: `latents` `(B, F, D)`, `latents_mask` `(B, F)`."""
+        fields = {name: getattr(self, name) for name in PromptBatch.__dataclass_fields__}
+        return Rollouts(**fields, latents=latents, latents_mask=latents_mask)
+
     def to(self, device: torch.device) -> PromptBatch:
         move = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return type(self)(**move)
@@ -131,8 +136,7 @@ def generate_rollouts(model, batch: PromptBatch, **generation_kwargs: Any) -> Ro
             "likely non-finite (e.g. made so by too large a learning rate) or the value guidance scale is far too "
             "large. No reward was computed."
         )
-    fields = {name: getattr(batch, name) for name in PromptBatch.__dataclass_fields__}
-    return Rollouts(**fields, latents=out.latents, latents_mask=out.latents_mask)
+    return batch.with_latents(out.latents, out.latents_mask)
 
 
 def score_rollouts(

@@ -35,7 +35,6 @@ from .papers import VGPO
 from .reference_cache import ReferenceSampleCache, prompt_key
 from .rollout import (
     AudioDecoder,
-    PromptBatch,
     Rollouts,
     generate_rollouts,
     prepare_prompt_batch,
@@ -353,21 +352,20 @@ class VGPOTrainer(SpeechRLTrainer):
         if self.args.adm_real_max_patches:
             kwargs["max_patches"] = min(kwargs["max_patches"], self.args.adm_real_max_patches)
         cache = self.reference_cache
-        keys = [prompt_key(rollouts, i) for i in range(len(rollouts.prompts))] if cache is not None else []
-        rows = cache.rows_to_draw(keys) if cache is not None else list(range(len(rollouts.prompts)))
-        fresh = None
+        if cache is None:
+            with self.reference() as ref:
+                return generate_rollouts(unwrap_peft(ref), rollouts, **kwargs)
+        keys = [prompt_key(rollouts, i) for i in range(len(rollouts.prompts))]
+        rows = cache.rows_to_draw(keys)
+        fresh = {}
         if rows:
             with self.reference() as ref:
-                fresh = generate_rollouts(unwrap_peft(ref), rollouts.select(rows) if cache is not None else rollouts,
-                                          **kwargs)  # fmt: skip
-        if cache is None:
-            return fresh
-        latents = cache.fill(keys, dict(zip(rows, fresh.completions()))) if fresh is not None else cache.fill(keys, {})
+                drawn = generate_rollouts(unwrap_peft(ref), rollouts.select(rows), **kwargs)
+            fresh = dict(zip(rows, drawn.completions()))
         self._record_metric("adm/reference_reuse", 1.0 - len(rows) / len(keys))
-        padded, mask = pad_sequences(latents, self._policy.config.patch_size)
-        fields = {name: getattr(rollouts, name) for name in PromptBatch.__dataclass_fields__}
+        padded, mask = pad_sequences(cache.fill(keys, fresh), self._policy.config.patch_size)
         device = rollouts.text_input_ids.device
-        return Rollouts(**fields, latents=padded.to(device), latents_mask=mask.to(device))
+        return rollouts.with_latents(padded.to(device), mask.to(device))
 
     def update_discriminator(self, fake: Rollouts) -> None:
         """ADM (Sec. 3.4): least-squares discriminator (Eq. 17), real = reference-model samples (optionally only their
