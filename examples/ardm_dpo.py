@@ -150,8 +150,8 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
 
     # 3. ARDM-DPO (the loss's LM guidance is the sampling one unless --lm_guidance_scale is given)
     policy.train()
-    trainer = ARDMDPOTrainer(policy, args=training_args, train_dataset=train_pairs,
-                             peft_config=get_peft_config(model_args))
+    trainer = ARDMDPOTrainer(policy, args=training_args, train_dataset=train_pairs, processing_class=tokenizer,
+                             peft_config=get_peft_config(model_args))  # the tokenizer is saved with the model
     trainer.train()
     train_seconds = time.perf_counter() - start
 
@@ -172,7 +172,6 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
     # 5. save (and push)
     trainer.save_model(str(out_dir / "model"))
     if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(out_dir / "model"))
         write_run_info(out_dir / "model", train_seconds, command, task=task.name, sampling=sampling,
                        pairs=len(train_pairs))  # fmt: skip
     trainer.create_model_card(dataset_name=f"{task.title}: preference pairs ({len(train_pairs)} pairs)")

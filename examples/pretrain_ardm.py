@@ -137,7 +137,7 @@ class ARDMPretrainingDataset(torch.utils.data.Dataset):
 
     def __init__(self, rows: dict, tokenizer: ARDMTextTokenizer):
         self.rows = rows
-        self.text_ids = tokenizer.encode(rows["phonemes"])
+        self.text_ids = tokenizer.batch_encode(rows["phonemes"])
 
     def __len__(self) -> int:
         return len(self.text_ids)

@@ -217,7 +217,7 @@ def main() -> None:
     train_dataset = [{k: v for k, v in row.items() if k not in ("latents", "prompt_audio")} for row in train_rows]
     policy.train()
     trainer = VGPOTrainer(policy, value_model, reward, training_args, train_dataset=train_dataset,
-                          audio_decoder=codec, peft_config=peft_config)
+                          processing_class=tokenizer, audio_decoder=codec, peft_config=peft_config)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start + value_seconds
@@ -246,7 +246,6 @@ def main() -> None:
     set_sampling_settings(model, **{k: v for k, v in sampling.items() if k != "max_patches"})
     trainer.save_model(str(out_dir / "model"))
     if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(out_dir / "model"))
         write_run_info(out_dir / "model", train_seconds, command, task=task.name, sampling=sampling)
         trainer.create_model_card(dataset_name=f"espeak corpus ({script_args.corpus_utterances} utterances)")
         print(f"Samples, plots and the model are in {out_dir}/")

@@ -78,3 +78,32 @@ def test_vgpo_push_to_hub_uploads_the_value_model_too(tmp_path, monkeypatch):
     assert "value_model/model.safetensors" in uploaded["files"] and "README.md" in uploaded["files"]
     assert torch.equal(ARDMValueModel.from_pretrained(tmp_path / "value_model").head.output.weight,
                        value_model.head.output.weight)  # fmt: skip
+
+
+def test_the_cards_usage_snippet_loads_model_and_tokenizer_in_a_fresh_process(tmp_path):
+    """The card's Python block, run as written (its placeholder path pointed at the saved folder) in a new
+    interpreter, loads the trained model and the text tokenizer the trainer saved beside it."""
+    import re
+    import subprocess
+    import sys
+
+    from ardm_trl.data.text_tokenizer import ARDMTextTokenizer
+
+    policy, value_model = make_models()
+    tokenizer = ARDMTextTokenizer.from_texts(["abcdefghijklmn"])
+    trainer = VGPOTrainer(policy, value_model, mean_latent, vgpo_args(tmp_path / "run", max_steps=1),
+                          train_dataset=dataset(), processing_class=tokenizer)  # fmt: skip
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    assert (tmp_path / "final" / "text_vocab.json").is_file()
+    card = (tmp_path / "final" / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    assert "AutoTokenizer.from_pretrained" in snippet
+    snippet = snippet.replace("path/to/final", str(tmp_path / "final"))
+    check = ("\nimport torch\nassert type(model).__name__ == 'ARDMForSpeechSynthesis'"
+             f"\nassert tokenizer.encode('abc') == {tokenizer.encode('abc')}"
+             f"\nsaved = torch.load({str(tmp_path / 'w.pt')!r})"
+             "\nassert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())")  # fmt: skip
+    torch.save({k: v.detach().clone() for k, v in trainer.model.state_dict().items()}, tmp_path / "w.pt")
+    result = subprocess.run([sys.executable, "-c", snippet + check], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

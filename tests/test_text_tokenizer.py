@@ -10,10 +10,12 @@ IPA = ["ðə kˈat sˈat", "hɛlˈəʊ wˈɜːld"]
 
 def test_round_trip_and_padding_id_zero():
     tokenizer = ARDMTextTokenizer.from_texts(IPA)
-    ids = tokenizer.encode(IPA)
+    ids = tokenizer.batch_encode(IPA)
     assert all(0 not in row and 1 not in row for row in ids)  # real characters never use <pad>/<unk>
-    assert [tokenizer.decode(row) for row in ids] == IPA
+    assert [tokenizer.decode(row) for row in ids] == IPA  # spaces kept: IPA word boundaries
     assert tokenizer.encode(IPA[0]) == ids[0]
+    padded = tokenizer(IPA)["text_input_ids"]
+    assert tokenizer.batch_decode(padded, skip_special_tokens=True) == IPA
     assert tokenizer.vocab_size == 2 + len(set("".join(IPA)))
 
 
@@ -46,8 +48,29 @@ def test_save_and_reload_give_identical_ids(tmp_path):
 
 def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="single characters"):
-        ARDMTextTokenizer(["ab"])
+        ARDMTextTokenizer(characters=["ab"])
     with pytest.raises(ValueError, match="repeat"):
-        ARDMTextTokenizer(["a", "a"])
+        ARDMTextTokenizer(characters=["a", "a"])
+    with pytest.raises(TypeError, match="characters="):
+        ARDMTextTokenizer(["a", "b"])
+    with pytest.raises(ValueError, match="characters"):
+        ARDMTextTokenizer()
     with pytest.raises(ValueError, match="save_pretrained"):
         ARDMTextTokenizer.from_pretrained(tmp_path)
+
+
+def test_auto_tokenizer_loads_it_from_an_ardm_folder(tmp_path):
+    """A saved ARDM folder (config + weights + tokenizer) gives its tokenizer through `AutoTokenizer`, the way a
+    user of transformers loads any model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from ardm_trl.models.ardm import ARDMForSpeechSynthesis
+    from conftest import tiny_ardm_config
+
+    tokenizer = ARDMTextTokenizer.from_texts(IPA)
+    ARDMForSpeechSynthesis(tiny_ardm_config(text_vocab_size=tokenizer.vocab_size)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert isinstance(loaded, ARDMTextTokenizer)
+    assert loaded.get_vocab() == tokenizer.get_vocab()
+    assert torch.equal(loaded(IPA)["text_input_ids"], tokenizer(IPA)["text_input_ids"])

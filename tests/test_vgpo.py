@@ -462,3 +462,16 @@ def test_discounted_rewards_to_go():
     assert rewards_to_go([[1.0, 2.0, 4.0]], [0], False, discount=0.0) == [[1.0, 2.0, 4.0]]
     with pytest.raises(ValueError, match="discount"):
         rewards_to_go([[1.0]], [0], False, discount=1.5)
+
+
+def test_a_policy_passed_in_eval_mode_logs_its_first_rollouts_as_training_metrics(tmp_path):
+    """`from_pretrained` returns a model in eval mode; the first step's rollout metrics (reward, lengths) are still
+    training metrics, not filed under evaluation and dropped."""
+    policy, value_model = make_models()
+    policy.eval()
+    trainer = VGPOTrainer(policy, value_model, mean_latent, vgpo_args(tmp_path, max_steps=1, logging_steps=500),
+                          train_dataset=dataset())  # fmt: skip
+    trainer.train()
+    final = trainer.state.log_history[-1]
+    assert "reward" in final and "completions/mean_patches" in final and "kl" in final
+    assert not any(key.startswith("eval_") for h in trainer.state.log_history for key in h)

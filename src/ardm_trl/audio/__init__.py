@@ -14,6 +14,7 @@ from .modeling_speech_tokenizer import SpeechTokenizerModel, SpeechTokenizerOutp
 from .pretrained import (
     PRETRAINED_CODEC_DIR,
     PRETRAINED_TOKENIZER_DIR,
+    bundled_model_dir,
     load_pretrained_codec,
     load_pretrained_tokenizer,
 )
@@ -27,6 +28,7 @@ AutoModel.register(SpeechTokenizerConfig, SpeechTokenizerModel, exist_ok=True)
 __all__ = [
     "PRETRAINED_CODEC_DIR",
     "PRETRAINED_TOKENIZER_DIR",
+    "bundled_model_dir",
     "FiniteScalarQuantizer",
     "SpeechCodecConfig",
     "SpeechCodecModel",

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 from transformers.utils import is_peft_available, logging
 
 from .papers import Paper
@@ -109,6 +110,7 @@ class ModelCardMixin:
         base = base_model_name(self.model)
         hub_id = base if base is not None and is_hub_id(base) else None
         model_id = self.args.hub_model_id or f"path/to/{model_name or folder.name}"
+        has_tokenizer = isinstance(self.processing_class, PreTrainedTokenizerBase)  # saved with the model
         card = render_model_card(
             self._card_template,
             model_name=model_name or folder.name,
@@ -122,6 +124,8 @@ class ModelCardMixin:
             citation=self._paper.citation if self._paper else "",
             tags=self._tag_names,
             tags_metadata="".join(f"- {tag}\n" for tag in self._tag_names),
+            tokenizer_import=", AutoTokenizer" if has_tokenizer else "",
+            tokenizer_usage=f'tokenizer = AutoTokenizer.from_pretrained("{model_id}")\n' if has_tokenizer else "",
             **self._model_card_fields(),
         )
         folder.mkdir(parents=True, exist_ok=True)

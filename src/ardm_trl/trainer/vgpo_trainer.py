@@ -312,6 +312,7 @@ class VGPOTrainer(SpeechRLTrainer):
 
     # ------------------------------------------------------------------ critic updates
     def training_step(self, model, inputs, num_items_in_batch=None):
+        model.train()  # before rolling out: a policy loaded in eval mode would file this step's rollout metrics as eval
         inputs = self._prepare_inputs(inputs)
         loss = super().training_step(model, inputs, num_items_in_batch)
         rollouts = inputs["rollouts"]

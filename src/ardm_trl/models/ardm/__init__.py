@@ -1,5 +1,8 @@
 """DiTAR-style autoregressive diffusion model (ARDM): policy, value model and discriminator."""
 
+from transformers import AutoTokenizer
+
+from ...data.text_tokenizer import ARDMTextTokenizer
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
 from .diffusion import NoiseDraws, NoiseSchedule, build_scheduler, draw_noisy_tokens
 from .generation_ardm import SAMPLING_DEFAULTS, ARDMGenerationOutput, sampling_settings, set_sampling_settings
@@ -15,6 +18,9 @@ from .modeling_ardm import (
     patchify,
     unpatchify,
 )
+
+# `AutoTokenizer.from_pretrained(<ARDM folder>)` gives its text tokenizer
+AutoTokenizer.register(ARDMConfig, slow_tokenizer_class=ARDMTextTokenizer, exist_ok=True)
 
 __all__ = [
     "SAMPLING_DEFAULTS",

@@ -547,12 +547,12 @@ class ARDMDiscriminator(ARDMValueModel):
     config_class = ARDMDiscriminatorConfig
 
 
-AutoConfig.register("ardm", ARDMConfig)
-AutoConfig.register("ardm_value", ARDMValueConfig)
-AutoConfig.register("ardm_discriminator", ARDMDiscriminatorConfig)
-AutoModel.register(ARDMConfig, ARDMForSpeechSynthesis)
-AutoModel.register(ARDMValueConfig, ARDMValueModel)
-AutoModel.register(ARDMDiscriminatorConfig, ARDMDiscriminator)
+AutoConfig.register("ardm", ARDMConfig, exist_ok=True)
+AutoConfig.register("ardm_value", ARDMValueConfig, exist_ok=True)
+AutoConfig.register("ardm_discriminator", ARDMDiscriminatorConfig, exist_ok=True)
+AutoModel.register(ARDMConfig, ARDMForSpeechSynthesis, exist_ok=True)
+AutoModel.register(ARDMValueConfig, ARDMValueModel, exist_ok=True)
+AutoModel.register(ARDMDiscriminatorConfig, ARDMDiscriminator, exist_ok=True)
 
 __all__ = [
     "ARDMDiscriminator",
