@@ -8,11 +8,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-from ..models.ardm import ARDMForSpeechSynthesis, NoiseSchedule, sampling_settings
+from ..models.ardm import ARDMForSpeechSynthesis, NoiseSchedule, check_ardm, sampling_settings
 from .ardm_dpo_config import ARDMDPOConfig
 from .ardm_utils import NoiseDraws, ardm_kl
 from .base import check_finite
@@ -168,6 +169,11 @@ class ARDMDPOTrainer(SpeechRLTrainer):
                 self.eval_dataset = {k: self.precompute_reference_errors(v) for k, v in self.eval_dataset.items()}
             elif self.eval_dataset is not None:
                 self.eval_dataset = self.precompute_reference_errors(self.eval_dataset)
+
+    def configure_model(self, model: nn.Module, args: ARDMDPOConfig) -> nn.Module:
+        """Refuse a model that is not an ARDM before any set-up."""
+        check_ardm(model, "policy")
+        return model
 
     # ------------------------------------------------------------------ inputs
     def _prepare_inputs(self, inputs: list[dict[str, Any]] | PreferenceBatch) -> PreferenceBatch:

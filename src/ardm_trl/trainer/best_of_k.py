@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 
+from ..models.ardm import check_ardm
 from .ardm_utils import RewardFunc, resolve_reward_funcs
 from .rollout import AudioDecoder, Rollouts, generate_rollouts, prepare_prompt_batch, score_rollouts
 
@@ -57,6 +58,7 @@ def iter_scored_groups(
     Yields `(rows, rollouts)` per chunk: the chunk's prompt rows and their scored [`Rollouts`], in which the samples
     of row `i` are the consecutive entries `i * num_samples ... (i + 1) * num_samples - 1`.
     """
+    check_ardm(model)
     if num_samples < 1:
         raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
     if batch_size < 1:
@@ -92,7 +94,7 @@ def best_of_k(
     """Best-of-K sampling from an ARDM.
 
     Args:
-        model ([`ARDMForSpeechSynthesis`]): any ARDM (the base model, a fine-tuned one, ...).
+        model ([`~models.ardm.ARDMProtocol`]): any ARDM (the base model, a fine-tuned one, ...).
         prompts (`datasets.Dataset` or list of rows): rows with the text in `prompt` (or `text`), `text_input_ids`
             (or a `processing_class`), an optional voice prompt `prompt_latents` `(Fp, D)`, and any columns the
             rewards read (passed as keyword arguments, TRL's convention).

@@ -18,6 +18,7 @@ from ..models.ardm import (
     ARDMDiscriminator,
     ARDMForSpeechSynthesis,
     ARDMValueModel,
+    check_ardm,
     sampling_settings,
     set_sampling_settings,
 )
@@ -141,6 +142,7 @@ class VGPOTrainer(SpeechRLTrainer):
 
     def configure_model(self, model: ARDMForSpeechSynthesis, args: VGPOConfig) -> ARDMForSpeechSynthesis:
         """Check the value model (and discriminator) against the policy before any set-up."""
+        check_ardm(model, "policy")
         self._check_compatible(model, self.value_model, "value model")
         if self.value_model.has_untrained_head() and not args.allow_untrained_value_model:
             raise ValueError(

@@ -5,6 +5,7 @@ from transformers import AutoTokenizer
 from ...data.text_tokenizer import ARDMTextTokenizer
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
 from .diffusion import NoiseDraws, NoiseSchedule, build_scheduler, draw_noisy_tokens
+from .interface import ARDMProtocol, check_ardm
 from .generation_ardm import SAMPLING_DEFAULTS, ARDMGenerationOutput, sampling_settings, set_sampling_settings
 from .modeling_ardm import (
     ARDMDiscriminator,
@@ -31,6 +32,7 @@ __all__ = [
     "ARDMGenerationOutput",
     "ARDMOutput",
     "ARDMPreTrainedModel",
+    "ARDMProtocol",
     "ARDMStates",
     "ARDMValueConfig",
     "ARDMValueModel",
@@ -38,6 +40,7 @@ __all__ = [
     "NoiseDraws",
     "NoiseSchedule",
     "build_scheduler",
+    "check_ardm",
     "draw_noisy_tokens",
     "pad_to_patch_multiple",
     "patchify",

@@ -462,7 +462,8 @@ class ARDMValueModel(ARDMPreTrainedModel):
 
     @classmethod
     def from_ardm(cls, ardm: ARDMPreTrainedModel, **config_overrides) -> ARDMValueModel:
-        """Initialise from a trained ARDM: same LM and head body, new zero-initialised scalar output layer. The
+        """Initialise from a trained ARDM: same LM and head body (the body only when the ARDM has the bundled head),
+        new zero-initialised scalar output layer. The
         policy's pretraining-only aids (guided attention, text CTC, context noise) are switched off in the new config."""
         values = ardm.config.to_dict()
         for key in ("model_type", "architectures", "transformers_version", "_name_or_path"):
@@ -472,7 +473,13 @@ class ARDMValueModel(ARDMPreTrainedModel):
         model = cls(cls.config_class(**values))
         model.config._name_or_path = ardm.config._name_or_path  # model cards name the ARDM it was built from
         model.backbone.load_state_dict(ardm.backbone.state_dict())
-        model.head.body.load_state_dict(ardm.head.body.state_dict())
+        body = getattr(ardm.head, "body", None)
+        shapes = {k: v.shape for k, v in model.head.body.state_dict().items()}
+        if body is not None and {k: v.shape for k, v in body.state_dict().items()} == shapes:
+            model.head.body.load_state_dict(body.state_dict())
+        else:  # an ARDM with its own kind of head (ARDMProtocol): the LM is shared, the head body starts fresh
+            logger.warning("The ARDM's head (%s) is not the bundled AdaLN head: the value model copies its LM only; "
+                           "its head body starts from a random initialisation.", type(ardm.head).__name__)
         with torch.no_grad():
             model.head.output.weight.zero_()
             model.head.output.bias.zero_()
