@@ -62,10 +62,10 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
 def test_auto_tokenizer_loads_it_from_an_ardm_folder(tmp_path):
     """A saved ARDM folder (config + weights + tokenizer) gives its tokenizer through `AutoTokenizer`, the way a
     user of transformers loads any model's tokenizer."""
+    from conftest import tiny_ardm_config
     from transformers import AutoTokenizer
 
     from ardm_trl.models.ardm import ARDMForSpeechSynthesis
-    from conftest import tiny_ardm_config
 
     tokenizer = ARDMTextTokenizer.from_texts(IPA)
     ARDMForSpeechSynthesis(tiny_ardm_config(text_vocab_size=tokenizer.vocab_size)).save_pretrained(tmp_path)

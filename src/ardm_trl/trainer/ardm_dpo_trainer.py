@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from datasets import Dataset
+from torch import nn
 from transformers import TrainerCallback
 from transformers.utils import logging
 

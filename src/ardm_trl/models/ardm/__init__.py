@@ -5,8 +5,8 @@ from transformers import AutoTokenizer
 from ...data.text_tokenizer import ARDMTextTokenizer
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
 from .diffusion import NoiseDraws, NoiseSchedule, build_scheduler, draw_noisy_tokens
-from .interface import ARDMProtocol, check_ardm
 from .generation_ardm import SAMPLING_DEFAULTS, ARDMGenerationOutput, sampling_settings, set_sampling_settings
+from .interface import ARDMProtocol, check_ardm
 from .modeling_ardm import (
     ARDMDiscriminator,
     ARDMForSpeechSynthesis,
