@@ -1,4 +1,5 @@
-"""DiffRO fine-tuning of the bundled codec-token TTS LM with rewards read from the bundled token reward model (MTR).
+"""DiffRO fine-tuning of a codec-token TTS LM (the bundled one by default, or any causal LM whose vocabulary holds a
+block of speech tokens, with `--speech_token_layout`) with rewards read from the bundled token reward model (MTR).
 
 The prompts are the texts (espeak IPA phonemes) of `build_tts_corpus`; the codec LM's tokenizer (`CodecLMTokenizer`,
 saved beside it) turns them into `text_ids`, which the MTR's CTC head also uses as targets.
@@ -32,18 +33,26 @@ Usage:
 
     # any option from a YAML file
     python examples/diffro.py --config diffro.yaml
+
+    # your own causal LM (e.g. a CosyVoice2-style Qwen2) and where its speech tokens live; the rewards must read its
+    # codes (train a token reward model on them: examples/train_token_reward.py), --reward_model_path points at it
+    python examples/diffro.py --model_name_or_path my_qwen2_tts --reward_model_path my_token_reward \
+        --speech_token_layout '{"codebook_size": 6561, "speech_token_offset": 151646, "eos_token_id": 158207, ...}'
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, TrlParser, get_peft_config
 
-from ardm_trl.models.codec_lm import CodecLMForSpeechSynthesis, CodecLMTokenizer
+from ardm_trl.models.codec_lm import SpeechTokenLayout
 from ardm_trl.models.token_reward import AttributeReward, CTCReward, QualityReward, TokenRewardModel
 from ardm_trl.trainer.diffro_config import DiffROConfig
 from ardm_trl.trainer.diffro_trainer import DiffROTrainer
@@ -69,6 +78,11 @@ class ScriptArguments:
     corpus_seed: int = field(default=0, metadata={"help": "Seed of the corpus (use the pretraining seed)."})
     text_field: str = field(default="phonemes", metadata={"help": "Corpus column holding the model's text."})
     max_prompts: int | None = field(default=None, metadata={"help": "Use at most this many training prompts."})
+    speech_token_layout: str | None = field(
+        default=None,
+        metadata={"help": "JSON of a SpeechTokenLayout (or a path to a .json file) for a model whose config does not "
+                          "carry one; the bundled codec LM's config does."},
+    )
 
 
 def build_reward_funcs(script_args: ScriptArguments, reward_model: TokenRewardModel) -> list:
@@ -107,8 +121,12 @@ def build_prompts(script_args: ScriptArguments, tokenizer, reward_model: TokenRe
 
 def main(script_args: ScriptArguments, training_args: DiffROConfig, model_args: ModelConfig) -> None:
     model_path = model_args.model_name_or_path or "pretrained/codec_lm"
-    policy = CodecLMForSpeechSynthesis.from_pretrained(model_path)
-    tokenizer = CodecLMTokenizer.from_pretrained(model_path)
+    policy = AutoModelForCausalLM.from_pretrained(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    layout = None
+    if script_args.speech_token_layout:
+        text = script_args.speech_token_layout
+        layout = SpeechTokenLayout.from_dict(json.loads(Path(text).read_text() if text.endswith(".json") else text))
     reward_model = TokenRewardModel.from_pretrained(script_args.reward_model_path)
     reward_funcs = build_reward_funcs(script_args, reward_model)
     data = build_prompts(script_args, tokenizer, reward_model, training_args.seed)
@@ -121,6 +139,7 @@ def main(script_args: ScriptArguments, training_args: DiffROConfig, model_args: 
         eval_dataset=data.get("test") if training_args.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
+        speech_token_layout=layout,  # None: the layout saved in the model's config
     )
     trainer.train()
     trainer.save_model(training_args.output_dir)  # also saves the tokenizer (the processing class)

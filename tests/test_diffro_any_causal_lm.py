@@ -117,3 +117,37 @@ def test_a_model_without_a_layout_or_with_ids_outside_its_vocabulary_is_refused(
         SpeechTokenLayout(codebook_size=K, speech_token_offset=0, eos_token_id=3, speech_start_token_id=K,
                           pad_token_id=K + 1)  # fmt: skip
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_the_example_trains_a_users_qwen2_folder_with_a_layout_file(tmp_path):
+    """`examples/diffro.py --model_name_or_path <Qwen2 folder> --speech_token_layout layout.json`, as its docstring
+    shows: the bundled token reward model reads the user's codes (same codebook size), the layout is saved in the
+    trained model's config and the folder reloads with `AutoModelForCausalLM`."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ardm_trl.models.codec_lm import CodecLMTokenizer
+
+    repo = Path(__file__).resolve().parents[1]
+    tokenizer = CodecLMTokenizer.from_pretrained(repo / "pretrained" / "codec_lm")
+    text, codes = tokenizer.text_vocab_size, 1000
+    layout = dict(codebook_size=codes, speech_token_offset=text, eos_token_id=text + codes, bos_token_id=text + codes + 1,
+                  speech_start_token_id=text + codes + 2, pad_token_id=text + codes + 3, text_vocab_size=text)  # fmt: skip
+    config = Qwen2Config(vocab_size=text + codes + 4, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=False)  # fmt: skip
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "user_lm")
+    tokenizer.save_pretrained(tmp_path / "user_lm")  # text units the token reward model's CTC head reads
+    (tmp_path / "layout.json").write_text(json.dumps(layout))
+    command = [sys.executable, "examples/diffro.py", "--model_name_or_path", str(tmp_path / "user_lm"),
+               "--speech_token_layout", str(tmp_path / "layout.json"), "--output_dir", str(tmp_path / "out"),
+               "--max_steps", "2", "--per_device_train_batch_size", "2", "--num_utterances", "120",
+               "--max_new_tokens", "12", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"]  # fmt: skip
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert isinstance(trained, Qwen2ForCausalLM)
+    assert SpeechTokenLayout.from_dict(trained.config.speech_token_layout) == SpeechTokenLayout.from_dict(layout)
+    before = Qwen2ForCausalLM.from_pretrained(tmp_path / "user_lm").state_dict()
+    assert any(not torch.equal(v, before[k]) for k, v in trained.state_dict().items())
