@@ -9,7 +9,7 @@ import torch
 from conftest import accelerate_launch, tiny_ardm_config
 from datasets import Dataset
 
-from ardm_trl import ARDMForSpeechSynthesis, ARDMValueModel
+from ardm_trl import ARDMDiscriminator, ARDMForSpeechSynthesis, ARDMValueModel
 from ardm_trl.trainer import VGPOConfig, VGPOTrainer, build_value_dataset, value_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -475,3 +475,32 @@ def test_a_policy_passed_in_eval_mode_logs_its_first_rollouts_as_training_metric
     final = trainer.state.log_history[-1]
     assert "reward" in final and "completions/mean_patches" in final and "kl" in final
     assert not any(key.startswith("eval_") for h in trainer.state.log_history for key in h)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_bf16_reaches_rollouts_loss_and_critic_updates(tmp_path, bf16):
+    """With `bf16=True` the policy's head runs in bfloat16 while rolling out and in the loss, and the online value
+    update and the discriminator run in bfloat16 too (CPU autocast); in full precision everything stays float32."""
+    policy, value_model = make_models()
+    discriminator = ARDMDiscriminator.from_ardm(policy)
+    seen: dict[str, set] = {"policy": set(), "value": set(), "discriminator": set()}
+
+    def recorder(name):
+        return lambda module, args, output: seen[name].add(output.dtype)
+
+    policy.head.body.input_proj.register_forward_hook(recorder("policy"))
+    value_model.head.body.input_proj.register_forward_hook(recorder("value"))
+    discriminator.head.body.input_proj.register_forward_hook(recorder("discriminator"))
+    completion_dtypes = set()
+
+    def reward(prompts, completions, **kwargs):  # rewards see full-precision samples
+        completion_dtypes.update(c.dtype for c in completions)
+        return mean_latent(prompts, completions)
+
+    args = vgpo_args(tmp_path, max_steps=1, bf16=bf16, online_value_update=True, use_adm=True)
+    trainer = VGPOTrainer(policy, value_model, reward, args, train_dataset=dataset(), discriminator=discriminator)
+    trainer.train()
+    assert completion_dtypes == {torch.float32}
+    expected = {torch.bfloat16} if bf16 else {torch.float32}
+    assert seen == {"policy": expected, "value": expected, "discriminator": expected}
+    assert all(p.dtype == torch.float32 for p in policy.parameters())  # master weights stay in full precision

@@ -112,13 +112,13 @@ def test_value_guided_sampling_reaches_the_tilted_gaussian(trained):
     assert abs(half - target / 2) < 0.15 * target / 2, (half, target / 2)
 
 
-def _run_vgpo(model, value_model, w_kl, tmp_path, steps=150):
+def _run_vgpo(model, value_model, w_kl, tmp_path, steps=150, bf16=False):
     policy = copy.deepcopy(model).train()
     dataset = Dataset.from_list([{"prompt": "x", "text_input_ids": [1]}] * 64)
     args = VGPOConfig(output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=16, num_generations=4,
                       min_patches=N_TOKENS, max_patches=N_TOKENS, lm_guidance_scale=1.0, num_inference_steps=16,
                       w_kl=w_kl, num_draws=8, learning_rate=1e-3, lr_scheduler_type="constant",
-                      use_cpu=True, save_strategy="no", logging_steps=25, disable_tqdm=True, seed=0)
+                      use_cpu=True, save_strategy="no", logging_steps=25, disable_tqdm=True, seed=0, bf16=bf16)
     trainer = VGPOTrainer(policy, value_model, linear_reward, args, train_dataset=dataset, ref_model=model)
     trainer.train()
     return trainer, policy.eval()
@@ -160,3 +160,14 @@ def test_guidance_gain_measures_the_tilt_and_the_value_model_generalises(trained
     rows = sample_gaussian_ar(256, torch.Generator().manual_seed(9))
     held_out = [{"text_input_ids": [1], "latents": x, "reward": r} for x, r in zip(rows, linear_reward(None, rows))]
     assert value_reward_correlation(value_model, held_out)["pearson"] > 0.5
+
+
+@pytest.mark.slow
+def test_vgpo_in_bf16_lands_in_the_same_band(trained, tmp_path):
+    """`bf16=True` (rollouts, loss and value gradient under CPU bfloat16 autocast, master weights in float32) moves the
+    policy to the same KL optimum within the float32 run's band."""
+    model, value_model, base = trained
+    target = closed_form_shift()
+    _, policy = _run_vgpo(model, value_model, w_kl=1.0, tmp_path=tmp_path, bf16=True)
+    shift = mean_reward(policy) - base
+    assert abs(shift - target) < 0.12 * target, (shift, target)

@@ -193,7 +193,8 @@ class VGPOTrainer(SpeechRLTrainer):
         start = time.perf_counter()
         was_training = policy.training
         policy.eval()
-        rollouts = generate_rollouts(policy, batch, **self._generation_kwargs())
+        with self.accelerator.autocast():  # sample in the run's mixed precision; rewards see full-precision audio
+            rollouts = generate_rollouts(policy, batch, **self._generation_kwargs())
         policy.train(was_training)
         generated = time.perf_counter()
         mode = "train" if self.model.training else "eval"
@@ -250,10 +251,12 @@ class VGPOTrainer(SpeechRLTrainer):
 
     @torch.no_grad()
     def _critic_gradient(self, critic: ARDMValueModel, rollouts: Rollouts, draws: NoiseDraws) -> torch.Tensor:
-        """`grad_{x_n^t}` of a value model / discriminator at every draw: one LM pass, one head backward."""
-        states = critic.compute_lm_states(**self._model_inputs(rollouts))
-        _, grad = critic.value_and_grad(draws.gather(states.hidden), draws.gather(states.previous_patches),
-                                        draws.noisy, draws.timesteps)
+        """`grad_{x_n^t}` of a value model / discriminator at every draw: one LM pass, one head backward (in the run's
+        mixed precision, like the policy's forward)."""
+        with self.accelerator.autocast():
+            states = critic.compute_lm_states(**self._model_inputs(rollouts))
+            _, grad = critic.value_and_grad(draws.gather(states.hidden), draws.gather(states.previous_patches),
+                                            draws.noisy, draws.timesteps)
         return grad
 
     def policy_and_reference_epsilon(
@@ -318,10 +321,11 @@ class VGPOTrainer(SpeechRLTrainer):
         inputs = self._prepare_inputs(inputs)
         loss = super().training_step(model, inputs, num_items_in_batch)
         rollouts = inputs["rollouts"]
-        if self.value_optimizer is not None:
-            self.update_value_model(rollouts)
-        if self.discriminator_optimizer is not None:
-            self.update_discriminator(rollouts)
+        with self.accelerator.autocast():  # `bf16` / `fp16` for the critics' updates too (a no-op in full precision)
+            if self.value_optimizer is not None:
+                self.update_value_model(rollouts)
+            if self.discriminator_optimizer is not None:
+                self.update_discriminator(rollouts)
         return loss
 
     def _critic_steps(self, steps_per_policy_step: int) -> int:
@@ -356,13 +360,13 @@ class VGPOTrainer(SpeechRLTrainer):
             kwargs["max_patches"] = min(kwargs["max_patches"], self.args.adm_real_max_patches)
         cache = self.reference_cache
         if cache is None:
-            with self.reference() as ref:
+            with self.reference() as ref, self.accelerator.autocast():
                 return generate_rollouts(unwrap_peft(ref), rollouts, **kwargs)
         keys = [prompt_key(rollouts, i) for i in range(len(rollouts.prompts))]
         rows = cache.rows_to_draw(keys)
         fresh = {}
         if rows:
-            with self.reference() as ref:
+            with self.reference() as ref, self.accelerator.autocast():
                 drawn = generate_rollouts(unwrap_peft(ref), rollouts.select(rows), **kwargs)
             fresh = dict(zip(rows, drawn.completions()))
         self._record_metric("adm/reference_reuse", 1.0 - len(rows) / len(keys))
