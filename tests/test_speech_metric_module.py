@@ -36,3 +36,16 @@ def test_evaluate_load_by_path_and_clear_errors(speech):
         module.compute(predictions=audio[:1])
     with pytest.raises(ValueError, match="Unknown speech metric"):
         load_speech_metric("mos")
+
+
+def test_similarities_embed_each_reference_once_and_equal_the_pairwise_function(speech, monkeypatch):
+    from ardm_trl.rewards import speaker
+
+    audio, rate, _ = speech
+    references = [audio[0], audio[1], audio[0], audio[1]]  # two prompts, two samples each
+    expected = [speaker.speaker_similarity(a, r, rate) for a, r in zip(audio[:2] * 2, references)]
+    calls = []
+    original = speaker.speaker_embedding
+    monkeypatch.setattr(speaker, "speaker_embedding", lambda wav, sr: calls.append(1) or original(wav, sr))
+    assert speaker.speaker_similarities(audio[:2] * 2, references, rate) == pytest.approx(expected, rel=1e-6)
+    assert len(calls) == 4 + 2  # four samples, two distinct references

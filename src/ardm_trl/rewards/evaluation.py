@@ -13,7 +13,7 @@ from .ctc import ctc_log_likelihood
 from .f0 import f0_variance
 from .pitch import PitchLevelReward
 from .quality import dnsmos
-from .speaker import speaker_similarity
+from .speaker import speaker_similarities
 
 __all__ = ["DEFAULT_METRICS", "evaluate_speech", "score_speech"]
 
@@ -73,9 +73,7 @@ def score_speech(
         log_likelihoods = [ctc_log_likelihood(wav, sampling_rate, text) for wav, text in zip(audio, texts)]
         results["ctc_nll"] = [None if ll is None or not np.isfinite(ll) else -ll for ll in log_likelihoods]
     if "sim" in metrics:
-        ref_sr = reference_sampling_rate or sampling_rate
-        sims = [speaker_similarity(wav, ref, sampling_rate, ref_sr) for wav, ref in zip(audio, reference_audio)]
-        results["sim"] = sims
+        results["sim"] = speaker_similarities(audio, list(reference_audio), sampling_rate, reference_sampling_rate)
     if "dnsmos" in metrics:
         scores = dnsmos(audio, sampling_rate)
         results["dnsmos"] = [None if s is None else s["ovrl_mos"] for s in scores]

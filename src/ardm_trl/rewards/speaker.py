@@ -16,7 +16,10 @@ import numpy as np
 
 from .base import SpeechCodec, SpeechReward, as_waveform, per_sample_column, resample
 
-__all__ = ["SpeakerSimilarityReward", "speaker_embedding", "speaker_similarity"]
+__all__ = [
+    "SpeakerSimilarityReward", "reference_embeddings", "speaker_embedding", "speaker_similarities",
+    "speaker_similarity",
+]  # fmt: skip
 
 SPEAKER_SAMPLING_RATE = 16000
 
@@ -45,16 +48,41 @@ def speaker_embedding(waveform: np.ndarray, sampling_rate: int) -> np.ndarray | 
     return _load_voice_encoder().embed_utterance(wav.astype(np.float32))
 
 
+def reference_embeddings(references: list[tuple[np.ndarray, int]]) -> list[np.ndarray | None]:
+    """[`speaker_embedding`] of each `(waveform, sampling_rate)`, computed once per distinct reference (the samples
+    of one prompt, or of one prompt across seeds and models, share it)."""
+    cache: dict[tuple[str, int], np.ndarray | None] = {}
+    embeddings = []
+    for wav, rate in references:
+        key = (hashlib.sha1(np.ascontiguousarray(wav).tobytes()).hexdigest(), int(rate))
+        if key not in cache:
+            cache[key] = speaker_embedding(wav, rate)
+        embeddings.append(cache[key])
+    return embeddings
+
+
+def speaker_similarities(
+    audio: list[np.ndarray], references: list[np.ndarray], sampling_rate: int, reference_sampling_rate: int | None = None
+) -> list[float | None]:
+    """[`speaker_similarity`] of each pair, each distinct reference embedded once."""
+    rate = reference_sampling_rate or sampling_rate
+    refs = reference_embeddings([(as_waveform(r), rate) for r in references])
+    return [_cosine(speaker_embedding(wav, sampling_rate), ref) for wav, ref in zip(audio, refs)]
+
+
+def _cosine(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
 def speaker_similarity(
     audio: np.ndarray, reference: np.ndarray, sampling_rate: int, reference_sampling_rate: int | None = None
 ) -> float | None:
     """Cosine similarity of the speaker embeddings of `audio` and `reference` (in [-1, 1]; `None` if either
     holds no speech)."""
-    a = speaker_embedding(audio, sampling_rate)
-    b = speaker_embedding(reference, reference_sampling_rate or sampling_rate)
-    if a is None or b is None:
-        return None
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return _cosine(speaker_embedding(audio, sampling_rate),
+                   speaker_embedding(reference, reference_sampling_rate or sampling_rate))  # fmt: skip
 
 
 def _as_reference(item: Any, default_sampling_rate: int) -> tuple[np.ndarray, int]:
@@ -113,14 +141,8 @@ class SpeakerSimilarityReward(SpeechReward):
             references = [self._fixed_reference] * len(waveforms)
         else:
             column = per_sample_column(kwargs.get(self.reference_column), len(waveforms), self.reference_column)
-            cache: dict[tuple[str, int], np.ndarray | None] = {}  # G samples of a prompt share one reference
-            references = []
-            for item in column:
-                wav, sr = _as_reference(item, self.reference_sampling_rate or sampling_rate)
-                key = (hashlib.sha1(wav.tobytes()).hexdigest(), sr)
-                if key not in cache:
-                    cache[key] = speaker_embedding(wav, sr)
-                references.append(cache[key])
+            references = reference_embeddings([_as_reference(item, self.reference_sampling_rate or sampling_rate)
+                                               for item in column])  # G samples of a prompt share one reference
         scores: list[float | None] = []
         for wav, ref in zip(waveforms, references):
             emb = speaker_embedding(wav, sampling_rate)
