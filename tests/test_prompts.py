@@ -3,6 +3,7 @@
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from ardm_trl.data import ARDMTextTokenizer, build_tts_corpus, voice_prompt_rows
@@ -57,3 +58,31 @@ def test_voice_prompt_rows_carry_text_ids_prompt_and_labels():
         assert source and all(split[i]["voice"] == row["voice"] and split[i]["pitch_level"] == row["pitch_level"]
                               for i in source)  # fmt: skip
         assert row["prompt_audio"]["sampling_rate"] == 16000 and {"voice", "gender", "pitch_level"} <= set(row)
+
+
+def test_prompt_rows_from_raw_text_and_a_voice_clip_generate_speech(tmp_path):
+    """Raw text plus a voice clip (at another sampling rate) -> rows that the bundled ARDM samples from and the
+    trainers take: phoneme ids in the model's vocabulary, the clip's codec frames as the voice prompt."""
+    import torchaudio.functional as AF
+    from transformers import AutoModel, AutoTokenizer
+
+    from ardm_trl.audio import bundled_model_dir, load_pretrained_codec
+    from ardm_trl.data import prompt_rows_from_text
+    from ardm_trl.data.espeak import phonemize, synthesize
+    from ardm_trl.trainer.rollout import generate_rollouts, prepare_prompt_batch
+
+    codec = load_pretrained_codec()
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir("ardm"))
+    model = AutoModel.from_pretrained(bundled_model_dir("ardm")).eval()
+    clip, rate = synthesize("This is my voice.", voice="en-us+f3")
+    clip_16k = AF.resample(torch.as_tensor(clip, dtype=torch.float32), rate, 16000).numpy()
+    rows = prompt_rows_from_text(["Hello there.", "Good morning."], [clip_16k, clip_16k], 16000, codec, tokenizer)
+    assert rows[0]["text_input_ids"] == tokenizer.encode(phonemize("Hello there."))
+    assert 1 not in rows[0]["text_input_ids"]  # every phoneme is in the vocabulary (1 = <unk>)
+    direct = codec.encode_list([clip])[0][:48]
+    assert rows[0]["prompt_latents"].shape == direct.shape  # resampled to the codec's rate: the same frame count
+    batch = prepare_prompt_batch(rows, 1, None, model.config.text_pad_token_id, model.config.patch_size)
+    out = generate_rollouts(model, batch, max_patches=4, generator=torch.Generator().manual_seed(0))
+    assert all(0 < c.shape[0] <= 4 * model.config.patch_size and torch.isfinite(c).all() for c in out.completions())
+    with pytest.raises(ValueError, match="one clip per text"):
+        prompt_rows_from_text(["a"], [], 16000, codec, tokenizer)

@@ -83,6 +83,42 @@ def voice_prompt_rows(
     return out
 
 
+def prompt_rows_from_text(
+    texts: list[str],
+    voice_clips: list[np.ndarray],
+    sampling_rate: int,
+    codec,
+    tokenizer,
+    prompt_frames: int = 48,
+    phonemize_text: bool = True,
+    language: str = "en-us",
+) -> list[dict[str, Any]]:
+    """Prompt rows from raw texts and voice clips (one per text, any sampling rate): what the RL trainers, Best-of-K
+    and the evaluations take.
+
+    Each row has `prompt` (the text), `text_input_ids` (the tokenizer's ids of its espeak IPA phonemes, the bundled
+    ARDM's text; `phonemize_text=False` tokenises the text as it is, for a model trained on plain text),
+    `prompt_latents` (the clip's first `prompt_frames` codec frames; the codec resamples the clip) and `prompt_audio`
+    (the clip, the reference of speaker similarity).
+    """
+    from .espeak import phonemize
+
+    if len(texts) != len(voice_clips):
+        raise ValueError(f"{len(texts)} texts but {len(voice_clips)} voice clips: give one clip per text.")
+    clips = [np.asarray(c, dtype=np.float32).reshape(-1) for c in voice_clips]
+    latents = [t.cpu() for t in codec.encode_list(clips, sampling_rate=sampling_rate)]
+    rows = []
+    for text, clip, latent in zip(texts, clips, latents):
+        units = phonemize(text, language) if phonemize_text else text
+        rows.append({
+            "prompt": text,
+            "text_input_ids": tokenizer.encode(units),
+            "prompt_latents": latent[:prompt_frames],
+            "prompt_audio": {"array": clip, "sampling_rate": int(sampling_rate)},
+        })  # fmt: skip
+    return rows
+
+
 def speaker_index(columns: dict[str, list]) -> dict[str, list[int]]:
     """Row indices of each speaker of a split given as columns (`"voice"`, `"pitch_level"` lists, as
     [`~ardm_trl.data.corpus_cache.encode_latent_corpus`] returns them)."""
