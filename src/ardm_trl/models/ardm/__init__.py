@@ -1,6 +1,6 @@
 """DiTAR-style autoregressive diffusion model (ARDM): policy, value model and discriminator."""
 
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from ...data.text_tokenizer import ARDMTextTokenizer
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
@@ -20,6 +20,12 @@ from .modeling_ardm import (
     unpatchify,
 )
 
+AutoConfig.register("ardm", ARDMConfig, exist_ok=True)
+AutoConfig.register("ardm_value", ARDMValueConfig, exist_ok=True)
+AutoConfig.register("ardm_discriminator", ARDMDiscriminatorConfig, exist_ok=True)
+AutoModel.register(ARDMConfig, ARDMForSpeechSynthesis, exist_ok=True)
+AutoModel.register(ARDMValueConfig, ARDMValueModel, exist_ok=True)
+AutoModel.register(ARDMDiscriminatorConfig, ARDMDiscriminator, exist_ok=True)
 # `AutoTokenizer.from_pretrained(<ARDM folder>)` gives its text tokenizer
 AutoTokenizer.register(ARDMConfig, slow_tokenizer_class=ARDMTextTokenizer, exist_ok=True)
 

@@ -13,7 +13,7 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
@@ -553,13 +553,6 @@ class ARDMDiscriminator(ARDMValueModel):
 
     config_class = ARDMDiscriminatorConfig
 
-
-AutoConfig.register("ardm", ARDMConfig, exist_ok=True)
-AutoConfig.register("ardm_value", ARDMValueConfig, exist_ok=True)
-AutoConfig.register("ardm_discriminator", ARDMDiscriminatorConfig, exist_ok=True)
-AutoModel.register(ARDMConfig, ARDMForSpeechSynthesis, exist_ok=True)
-AutoModel.register(ARDMValueConfig, ARDMValueModel, exist_ok=True)
-AutoModel.register(ARDMDiscriminatorConfig, ARDMDiscriminator, exist_ok=True)
 
 __all__ = [
     "ARDMDiscriminator",
