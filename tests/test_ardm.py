@@ -333,3 +333,32 @@ def test_lower_temperature_narrows_the_samples():
     default, one, cold = first_patches(), first_patches(temperature=1.0), first_patches(temperature=0.3)
     assert torch.equal(default, one)  # temperature 1 is the model's own sampler
     assert (cold.var(0) < 0.5 * one.var(0)).all(), (cold.var(0), one.var(0))
+
+
+def test_the_head_projects_each_tokens_state_once_across_its_draws(tiny_config):
+    """A token's LM state and previous patch, broadcast over its K noise draws (as `NoiseDraws.gather` gives them),
+    go through `condition_proj` / `history_proj` once per token, with LM guidance too; predictions and gradients equal
+    those of materialised copies."""
+    from ardm_trl.models.ardm import draw_noisy_tokens
+
+    model = ARDMForSpeechSynthesis(tiny_config)
+    latents = torch.randn(2, 8, tiny_config.latent_dim)
+    text = torch.tensor([[1, 2, 3], [4, 5, 0]])
+    patches, mask = model.patchify(latents, torch.ones(2, 8, dtype=torch.bool))
+    draws = draw_noisy_tokens(model.noise_schedule, patches, mask, num_draws=4)
+    rows = []
+    model.head.body.condition_proj.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[:-1].numel()))
+    out = model(text_input_ids=text, latents=latents, draws=draws, lm_guidance_scale=2.0).head_prediction
+    tokens = draws.timesteps.shape[0]
+    assert rows == [2 * tokens]  # conditional and unconditional branch, once per token (not per draw)
+
+    states = model.compute_lm_states(text, latents, unconditional=True)
+    hidden, previous = draws.gather(states.hidden), draws.gather(states.previous_patches)
+    unconditional = draws.gather(states.unconditional_hidden)
+    broadcast = model.guided_prediction(hidden, unconditional, previous, draws.noisy, draws.timesteps, 2.0)
+    copies = model.guided_prediction(hidden.contiguous(), unconditional.contiguous(), previous.contiguous(),
+                                     draws.noisy, draws.timesteps, 2.0)  # fmt: skip
+    torch.testing.assert_close(broadcast, copies)
+    torch.testing.assert_close(out, copies)
+    grads = [torch.autograd.grad(p.square().sum(), model.head.body.condition_proj.weight)[0] for p in (broadcast, copies)]
+    torch.testing.assert_close(grads[0], grads[1])

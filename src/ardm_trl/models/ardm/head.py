@@ -44,6 +44,15 @@ class AdaLNResBlock(nn.Module):
         return x + gate * self.mlp(self.norm(x) * (1 + scale) + shift)
 
 
+def project_distinct(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`linear(x)`, computed once per distinct row when `x` is broadcast along its second-to-last dimension (stride
+    0, as `NoiseDraws.gather` and the diffusion loss expand a token's LM state over its `K` noise draws): the result
+    then has size 1 there and broadcasts against the per-draw terms."""
+    if x.dim() >= 3 and x.shape[-2] > 1 and x.stride(-2) == 0:
+        return linear(x.narrow(-2, 0, 1))
+    return linear(x)
+
+
 class DiffusionHeadBody(nn.Module):
     """Everything of the head but its output layer: returns features `(..., head_hidden_size)`.
 
@@ -69,8 +78,9 @@ class DiffusionHeadBody(nn.Module):
         timesteps: torch.Tensor,
     ) -> torch.Tensor:
         condition = (
-            self.condition_proj(hidden) + self.history_proj(previous_patch) + self.time_embedding(timesteps)
-        )  # (..., W)
+            project_distinct(self.condition_proj, hidden) + project_distinct(self.history_proj, previous_patch)
+            + self.time_embedding(timesteps)
+        )  # (..., W): the per-token terms broadcast over the draws
         x = self.input_proj(noisy_patch)  # (..., W)
         for block in self.blocks:
             x = block(x, condition)

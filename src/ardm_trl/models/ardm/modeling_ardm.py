@@ -270,6 +270,14 @@ class ARDMPreTrainedModel(PreTrainedModel):
                                      self.config.guided_attention_heads)
 
 
+def _cat_broadcast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """`torch.cat([a, b])` that stays broadcast (stride 0) along the draw dimension when both inputs are, so the head
+    projects each token's state once rather than once per draw (`project_distinct`)."""
+    if a.dim() >= 3 and a.shape[-2] > 1 and a.stride(-2) == 0 and b.stride(-2) == 0 and a.shape == b.shape:
+        return torch.cat([a.narrow(-2, 0, 1), b.narrow(-2, 0, 1)]).expand(-1, *a.shape[1:])
+    return torch.cat([a, b])
+
+
 class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
     """The ARDM policy: causal LM over patches + diffusion head + stop head.
 
@@ -315,8 +323,8 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
                 raise ValueError("LM guidance with w != 1 needs `unconditional_hidden` (compute_lm_states(unconditional=True)).")
             return self.head_prediction(hidden, previous_patches, noisy_patches, timesteps)
         both = self.head_prediction(
-            torch.cat([hidden, unconditional_hidden]),
-            torch.cat([previous_patches, previous_patches]),
+            _cat_broadcast(hidden, unconditional_hidden),
+            _cat_broadcast(previous_patches, previous_patches),
             torch.cat([noisy_patches, noisy_patches]),
             torch.cat([timesteps, timesteps]),
         )
