@@ -360,13 +360,13 @@ class VGPOTrainer(SpeechRLTrainer):
             kwargs["max_patches"] = min(kwargs["max_patches"], self.args.adm_real_max_patches)
         cache = self.reference_cache
         if cache is None:
-            with self.reference() as ref, self.accelerator.autocast():
+            with self.reference() as ref:
                 return generate_rollouts(unwrap_peft(ref), rollouts, **kwargs)
         keys = [prompt_key(rollouts, i) for i in range(len(rollouts.prompts))]
         rows = cache.rows_to_draw(keys)
         fresh = {}
         if rows:
-            with self.reference() as ref, self.accelerator.autocast():
+            with self.reference() as ref:
                 drawn = generate_rollouts(unwrap_peft(ref), rollouts.select(rows), **kwargs)
             fresh = dict(zip(rows, drawn.completions()))
         self._record_metric("adm/reference_reuse", 1.0 - len(rows) / len(keys))

@@ -19,12 +19,12 @@ import datasets
 import evaluate
 import numpy as np
 
+from ardm_trl.metrics import SPEECH_METRICS as _CONFIGS
 from ardm_trl.rewards.evaluation import score_speech
 
 _AUDIO = datasets.Sequence(datasets.Value("float32"))
 _REFERENCES = {"wer": datasets.Value("string"), "cer": datasets.Value("string"),
                "ctc_nll": datasets.Value("string"), "sim": _AUDIO}  # fmt: skip
-_CONFIGS = ("f0v", "pitch", "wer", "cer", "ctc_nll", "sim", "dnsmos")
 
 _DESCRIPTION = "Objective speech metrics of the VGPO / ARDM-DPO / DiffRO papers' tables (ardm_trl)."
 _INPUTS = """

@@ -44,13 +44,16 @@ class AdaLNResBlock(nn.Module):
         return x + gate * self.mlp(self.norm(x) * (1 + scale) + shift)
 
 
+def is_broadcast_over_draws(x: torch.Tensor) -> bool:
+    """Whether `x` `(..., K, X)` repeats one row along its draw dimension without copies (stride 0), as
+    `NoiseDraws.gather` and the diffusion loss expand a token's LM state over its `K` noise draws."""
+    return x.dim() >= 3 and x.shape[-2] > 1 and x.stride(-2) == 0
+
+
 def project_distinct(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """`linear(x)`, computed once per distinct row when `x` is broadcast along its second-to-last dimension (stride
-    0, as `NoiseDraws.gather` and the diffusion loss expand a token's LM state over its `K` noise draws): the result
-    then has size 1 there and broadcasts against the per-draw terms."""
-    if x.dim() >= 3 and x.shape[-2] > 1 and x.stride(-2) == 0:
-        return linear(x.narrow(-2, 0, 1))
-    return linear(x)
+    """`linear(x)`, computed once per distinct row when `x` [`is_broadcast_over_draws`]: the result then has size 1
+    there and broadcasts against the per-draw terms."""
+    return linear(x.narrow(-2, 0, 1)) if is_broadcast_over_draws(x) else linear(x)
 
 
 class DiffusionHeadBody(nn.Module):

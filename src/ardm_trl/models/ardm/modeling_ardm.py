@@ -22,7 +22,7 @@ from .backbone import ARDMBackbone
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
 from .diffusion import NoiseSchedule, draw_noisy_tokens
 from .generation_ardm import ARDMGenerationMixin
-from .head import DiffusionHead
+from .head import DiffusionHead, is_broadcast_over_draws
 
 logger = logging.get_logger(__name__)
 
@@ -273,7 +273,7 @@ class ARDMPreTrainedModel(PreTrainedModel):
 def _cat_broadcast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`torch.cat([a, b])` that stays broadcast (stride 0) along the draw dimension when both inputs are, so the head
     projects each token's state once rather than once per draw (`project_distinct`)."""
-    if a.dim() >= 3 and a.shape[-2] > 1 and a.stride(-2) == 0 and b.stride(-2) == 0 and a.shape == b.shape:
+    if a.shape == b.shape and is_broadcast_over_draws(a) and is_broadcast_over_draws(b):
         return torch.cat([a.narrow(-2, 0, 1), b.narrow(-2, 0, 1)]).expand(-1, *a.shape[1:])
     return torch.cat([a, b])
 
