@@ -473,3 +473,23 @@ def test_pitch_level_reads_semitones_and_spreads_over_tokens():
     assert PitchLevelReward(unvoiced_value=0.0)(audio=[np.zeros(16000, np.float32)], sampling_rate=16000) == [0.0]
     with pytest.raises(ValueError, match="method"):
         PitchLevelReward(method="yin")
+
+
+@pytest.mark.speech
+def test_pitch_level_clips_frames_far_from_the_median():
+    """A stretch 7 semitones up (as a tracker jump on decoded speech) moves the plain mean by its share of frames x 7
+    semitones and the default clipped mean by at most its share x `clip_semitones`; token rewards sum to the reward."""
+    from ardm_trl.rewards import PitchLevelReward
+
+    base, sr = _tone(200.0, seconds=0.8)
+    jump, _ = _tone(300.0, seconds=0.2)
+    audio = np.concatenate([base, jump])
+    plain = PitchLevelReward(method="ac", clip_semitones=None)(audio=[audio], sampling_rate=sr)[0]
+    clipped_reward = PitchLevelReward(method="ac")
+    clipped = clipped_reward(audio=[audio], sampling_rate=sr)[0]
+    assert plain > 13.1  # 12 st for 200 Hz, pulled up by the 19 st stretch
+    assert 12.0 - 0.2 < clipped < 12.0 + 0.2 * 2.0 + 0.2
+    (tokens,) = clipped_reward.token_rewards(audio=[audio], sampling_rate=sr, token_seconds=0.1, num_tokens=[10])
+    assert tokens.sum() == pytest.approx(clipped, rel=1e-6)
+    with pytest.raises(ValueError, match="clip_semitones"):
+        PitchLevelReward(clip_semitones=0.0)
