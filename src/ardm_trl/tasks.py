@@ -5,8 +5,8 @@ samples in RL.
 - Task A (`"f0"`): F0 variance, expressiveness (paper Table 1).
 - Task B (`"ctc"`): CTC log-likelihood of the text (hama's phoneme recogniser), on a corpus rich in hard, repetitive
   sentences (paper Table 3).
-- Pitch control (`"pitch"`): the mean pitch in semitones, a reward that a codec round trip keeps and whose value is
-  learnable from a few thousand samples (not in the paper; the demo's task).
+- Pitch control (`"pitch"`): the pitch level in semitones (a clipped mean of the voiced frames), a reward that a codec
+  round trip keeps and whose value is learnable from a few thousand samples (not in the paper; the demo's task).
 
 Prompt splits: `"train"` rows come from the corpus' train split (sentences and voices the bundled ARDM was trained
 on); `"validation"` and `"test"` from its test split (held-out sentences, half of them in held-out voices), divided by

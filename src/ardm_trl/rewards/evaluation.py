@@ -97,7 +97,8 @@ def evaluate_speech(
     - `"sim"`: speaker similarity to `reference_audio` (Resemblyzer cosine); needs `reference_audio`. With the
       default `metrics` it is skipped when no reference is given; asked for explicitly, it raises;
     - `"dnsmos"`: DNSMOS overall MOS;
-    - `"pitch"` (not in the defaults): mean pitch in semitones above 100 Hz ([`PitchLevelReward`]).
+    - `"pitch"` (not in the defaults): pitch level in semitones above 100 Hz, the mean of the voiced frames each
+      clipped to within 2 semitones of their median ([`PitchLevelReward`]).
 
     A metric whose samples are all undefined is NaN.
 

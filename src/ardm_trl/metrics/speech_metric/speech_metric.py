@@ -7,7 +7,7 @@
     f0v.compute(predictions=[wav, ...], sampling_rate=22050)
     # {"f0v": mean over the utterances where it is defined, "per_sample": [... or None]}
 
-Configurations: `f0v` (F0 variance, Hz), `pitch` (mean pitch, semitones above 100 Hz), `wer` / `cer` (whisper
+Configurations: `f0v` (F0 variance, Hz), `pitch` (pitch level, semitones above 100 Hz), `wer` / `cer` (whisper
 transcripts against `references` texts, percent), `ctc_nll` (phoneme-CTC negative log-likelihood of the `references`
 texts), `sim` (speaker similarity to `references` waveforms at `reference_sampling_rate`), `dnsmos` (overall MOS).
 Each computes exactly `ardm_trl.rewards.score_speech` for its metric.
