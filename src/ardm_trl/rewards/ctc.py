@@ -31,6 +31,16 @@ CTC_SAMPLING_RATE = 16000
 CTC_FRAME_SECONDS = 0.02
 
 
+@functools.cache
+def _indexed_vocabulary(vocabulary: type) -> type:
+    """`vocabulary` (hama's `Vocabulary`) with `encoder_token_to_id` / `decoder_token_to_id` computed once per
+    instance instead of on every access."""
+    return type(f"Indexed{vocabulary.__name__}", (vocabulary,), {
+        "encoder_token_to_id": functools.cached_property(lambda self: {t: i for i, t in enumerate(self.encoder)}),
+        "decoder_token_to_id": functools.cached_property(lambda self: {t: i for i, t in enumerate(self.decoder)}),
+    })  # fmt: skip
+
+
 class PhonemeCTC:
     """hama's phoneme recogniser and G2P, wrapped for likelihood scoring (CPU; load once with `PhonemeCTC.get()`)."""
 
@@ -43,6 +53,8 @@ class PhonemeCTC:
             raise ImportError("The CTC reward needs `hama`: pip install 'ardm_trl[speech]'.") from error
         self.asr = hama.ASRModel()
         self.g2p = hama.G2PModel()
+        # hama rebuilds its token -> id maps on every lookup (most of its G2P time): the same maps, built once
+        self.g2p.vocab.__class__ = _indexed_vocabulary(type(self.g2p.vocab))
         self.tokens: list[str] = list(self.asr.decoder_tokens)
         self.token_to_id = {token: i for i, token in enumerate(self.tokens)}
         self.blank_id = self.asr.blank_id
