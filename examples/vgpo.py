@@ -3,7 +3,7 @@
 Usage:
 
     # the demo: the bundled ARDM, codec and pitch value model; VGPO (Alg. 3) on the `pitch` task (speak higher: mean
-    # pitch in semitones), then Base and VGPO on 32 held-out test prompts x 3 sampling seeds, paired per prompt
+    # pitch in semitones), then Base and VGPO on 43 held-out test prompts x 3 sampling seeds, paired per prompt
     accelerate launch examples/vgpo.py
 
     # the same on the validation split (how the demo's settings were chosen)
@@ -93,7 +93,8 @@ class ScriptArguments:
     corpus_utterances: int = field(default=3000, metadata={"help": "Size of the espeak corpus of the prompts "
                                                                        "(3,000: 43 high-voice test prompts)."})
     num_train_prompts: int = field(default=64, metadata={"help": "Training prompts (train split)."})
-    num_eval_prompts: int = field(default=32, metadata={"help": "Held-out prompts of the table."})
+    num_eval_prompts: int = field(default=43, metadata={"help": "Held-out prompts of the table (43: every high-voice "
+                                                               "test prompt of the 3,000-utterance corpus)."})
     eval_split: str = field(default="test", metadata={"help": "Split of the table's prompts: 'test' or 'validation' "
                                                               "(to choose settings without seeing the test prompts)."})
     eval_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Sampling seeds of the table."})
