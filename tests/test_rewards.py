@@ -154,6 +154,21 @@ def test_f0_variance_of_espeak_speech_grows_with_pitch_excursion(speech):
         assert values[1] == pytest.approx(0.5 * values[2], rel=0.15)
 
 
+def test_f0_variance_drops_frames_far_from_the_median():
+    """With `outlier_semitones`, a stretch 7.4 semitones above a steady tone (as a tracker's jump on decoded speech)
+    no longer counts: F0V falls to near the steady tone's; a modulation within the threshold is untouched."""
+    steady = np.full(int(SR * 1.6), 150.0)
+    jump = np.concatenate([steady[: int(SR * 0.8)], np.full(int(SR * 0.15), 230.0), steady[int(SR * 0.95):]])
+    wav = harmonic_tone(jump)
+    kept = f0_variance(wav, SR, adaptive_range=False)
+    dropped = f0_variance(wav, SR, adaptive_range=False, outlier_semitones=6.0)
+    assert kept > 10.0 and dropped < 0.2 * kept
+    modulated = modulated_tone(150.0, 20.0)
+    assert f0_variance(modulated, SR, outlier_semitones=6.0) == pytest.approx(f0_variance(modulated, SR), rel=1e-6)
+    with pytest.raises(ValueError, match="outlier_semitones"):
+        f0_variance(modulated, SR, outlier_semitones=0.0)
+
+
 def test_f0_variance_is_none_without_voicing():
     rng = np.random.default_rng(0)
     assert f0_variance(np.zeros(SR, dtype=np.float32), SR) is None

@@ -12,13 +12,18 @@ filtered to focus on phrase-level variations; the reward is the standard deviati
    PSOLA-manipulated espeak speech scored within 6% of the single pass. `adaptive_range=False` keeps one pass.
 2. Units: Hz (default, the scale of VGPO's Table 1) or semitones (`12 log2 f`, which makes the score comparable
    across speakers of different pitch).
-3. Unvoiced gaps are filled by linear interpolation between the neighbouring voiced frames (held constant before
+3. Outlier frames (optional, `outlier_semitones`; off by default): a voiced frame further than that from the
+   sample's median F0 counts as unvoiced. On decoded speech such frames are mostly the tracker's octave jumps, and
+   each one swings the variance: at 6 semitones the F0V of held-out corpus audio and of its codec round trip rank
+   alike on female voices (`benchmarks/f0_reliability.py`, `docs/rewards.md`). It also cuts real excursions wider
+   than the threshold (espeak's read speech reaches them), so F0V then grows less than linearly with the excursion.
+4. Unvoiced gaps are filled by linear interpolation between the neighbouring voiced frames (held constant before
    the first and after the last voiced frame), so the filter sees a continuous contour; the ends are extended by
    mirror reflection so the filters start without a transient.
-4. Band-pass 0.25-3 Hz (`torchaudio.functional.highpass_biquad` then `lowpass_biquad`, each run forward and
+5. Band-pass 0.25-3 Hz (`torchaudio.functional.highpass_biquad` then `lowpass_biquad`, each run forward and
    backward: zero phase, 4th-order Butterworth-squared magnitude): below 0.25 Hz is the speaker's register and
    slow drift, above 3 Hz is syllable-rate micro-prosody and tracker jitter; phrase intonation lies between.
-5. F0V = standard deviation (population) of the filtered track over the voiced frames only.
+6. F0V = standard deviation (population) of the filtered track over the voiced frames only.
 
 A sample with fewer than `min_voiced_frames` voiced frames (default 10, i.e. 0.1 s) gets `None`.
 """
@@ -124,13 +129,14 @@ def f0_variance(
     pitch_ceiling: float = 600.0,
     min_voiced_frames: int = 10,
     adaptive_range: bool = True,
+    outlier_semitones: float | None = None,
 ) -> float | None:
     """F0V of one waveform: std of the band-passed F0 contour over the voiced frames (see the module docstring).
 
     Returns `None` when fewer than `min_voiced_frames` frames are voiced.
     """
     filtered = filtered_f0(waveform, sampling_rate, band, unit, pitch_floor, pitch_ceiling, min_voiced_frames,
-                           adaptive_range)  # fmt: skip
+                           adaptive_range, outlier_semitones)  # fmt: skip
     if filtered is None:
         return None
     contour, voiced = filtered
@@ -146,13 +152,19 @@ def filtered_f0(
     pitch_ceiling: float = 600.0,
     min_voiced_frames: int = 10,
     adaptive_range: bool = True,
+    outlier_semitones: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The band-passed F0 contour of [`f0_variance`] (steps 1-4 of the module docstring) every 10 ms, and the mask
-    of voiced frames; `None` when fewer than `min_voiced_frames` frames are voiced."""
+    """The band-passed F0 contour of [`f0_variance`] (steps 1-5 of the module docstring) every 10 ms, and the mask
+    of voiced frames (outliers removed); `None` when fewer than `min_voiced_frames` frames are voiced."""
     if unit not in ("hz", "semitones"):
         raise ValueError(f"`unit` must be 'hz' or 'semitones', got {unit!r}.")
+    if outlier_semitones is not None and not outlier_semitones > 0:
+        raise ValueError(f"`outlier_semitones` must be positive or None, got {outlier_semitones}.")
     f0 = f0_track(waveform, sampling_rate, pitch_floor, pitch_ceiling, adaptive_range=adaptive_range)
     voiced = f0 > 0
+    if outlier_semitones is not None and voiced.sum() >= max(int(min_voiced_frames), 2):
+        semitones = 12.0 * np.log2(np.where(voiced, f0, 1.0))
+        voiced &= np.abs(semitones - np.median(semitones[voiced])) <= outlier_semitones
     if voiced.sum() < max(int(min_voiced_frames), 2):
         return None
     contour = f0 if unit == "hz" else 12.0 * np.log2(np.where(voiced, f0, 1.0))
@@ -172,6 +184,9 @@ class F0VarianceReward(SpeechReward):
         pitch_ceiling (`float`, *optional*, defaults to `600.0`): highest F0 searched, Hz.
         min_voiced_frames (`int`, *optional*, defaults to `10`): fewer voiced 10 ms frames give `None`.
         adaptive_range (`bool`, *optional*, defaults to `True`): the two-pass, speaker-adaptive F0 search range.
+        outlier_semitones (`float`, *optional*): voiced frames further than this from the sample's median F0 count
+            as unvoiced (the tracker's octave jumps on decoded speech; see the module docstring); `None` keeps every
+            frame.
         name (`str`, *optional*, defaults to `"f0_variance"`): the `__name__` trainers log under.
         unvoiced_value (`float`, *optional*): returned instead of `None` for samples with too few voiced frames
             (e.g. `0.0`: no pitch movement), so that every sample can be ranked or trained on.
@@ -190,6 +205,7 @@ class F0VarianceReward(SpeechReward):
         name: str | None = None,
         unvoiced_value: float | None = None,
         adaptive_range: bool = True,
+        outlier_semitones: float | None = None,
     ):
         super().__init__(codec=codec, name=name)
         self.unvoiced_value = unvoiced_value
@@ -204,6 +220,7 @@ class F0VarianceReward(SpeechReward):
             pitch_ceiling=pitch_ceiling,
             min_voiced_frames=min_voiced_frames,
             adaptive_range=adaptive_range,
+            outlier_semitones=outlier_semitones,
         )
 
     def score(
