@@ -2,8 +2,8 @@
 
 Usage:
 
-    # the demo: the bundled ARDM, codec and pitch value model; VGPO (Alg. 3) on the `pitch` task (speak higher: mean
-    # pitch in semitones), then Base and VGPO on 43 held-out test prompts x 3 sampling seeds, paired per prompt
+    # the demo: the bundled ARDM, codec and pitch value model; VGPO (Alg. 3) on the `pitch` task (speak higher: pitch
+    # level in semitones), then Base and VGPO on 43 held-out test prompts x 3 sampling seeds, paired per prompt
     accelerate launch examples/vgpo.py
 
     # the same on the validation split (how the demo's settings were chosen)
