@@ -22,6 +22,7 @@ from ardm_trl.rewards import (
     group_normalize,
     median_f0,
     normalize_text,
+    score_speech,
     speaker_similarity,
     text_to_phonemes,
     transcribe,
@@ -442,6 +443,8 @@ def test_evaluate_speech_reports_every_metric(speech):
     assert 0 < result["ctc_nll"] < 1.5 and 0 < result["f0v"] < 50 and 0.6 < result["sim"] <= 1
     assert 1 < result["dnsmos"] < 5
     assert list(evaluate_speech(audio, sr, SENTENCES[:2], metrics=("f0v",))) == ["f0v"]
+    robust = score_speech(audio, sr, SENTENCES[:2], metrics=("f0v_robust",))["f0v_robust"]
+    assert robust == pytest.approx(F0VarianceReward(outlier_semitones=6.0)(audio=audio, sampling_rate=sr))
     with pytest.raises(ValueError, match="reference_audio"):
         evaluate_speech(audio, sr, SENTENCES[:2], metrics=("sim",))
     with pytest.raises(ValueError, match="Unknown metrics"):

@@ -55,6 +55,11 @@ def test_task_splits_hold_out_sentences_and_keep_voice_prompts_outside_the_split
     assert validation and test and not {sentences[i] for i in validation} & {sentences[i] for i in test}
     _, high = split_rows(corpus, "test", min_voice_pitch="high")
     assert high and all(rows["pitch_level"][i] == "high" for i in high)
+    _, female = split_rows(corpus, "test", gender="female")
+    assert female and set(female) < set(test) and all(rows["gender"][i] == "female" for i in female)
+    task_a = get_task("f0")
+    assert task_a.gender == "female" and task_a.f0_metric == "f0v_robust"
+    assert task_a.reward(None).kwargs["outlier_semitones"] == task_a.f0_outlier_semitones
 
     class Tokenizer:
         def encode(self, text):

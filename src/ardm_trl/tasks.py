@@ -38,6 +38,9 @@ class SpeechTask:
             audio) or `"samples"` (Task B: the base model's own samples, group-normalised).
         min_voice_pitch (`str`, *optional*): keep only utterances of this espeak pitch level or higher
             (`"mid"`, `"high"`): the voices whose pitch the bundled codec keeps (see `docs/rewards.md`).
+        gender (`str`, *optional*): keep only voices of this gender (`"female"`, `"male"`).
+        f0_outlier_semitones (`float`, *optional*): for the `"f0"` task, voiced frames further than this from the
+            sample's median F0 count as unvoiced in its reward and its F0V column ([`~ardm_trl.rewards.f0_variance`]).
     """
 
     name: str
@@ -46,6 +49,8 @@ class SpeechTask:
     max_patches: int
     value_source: str
     min_voice_pitch: str | None = None
+    gender: str | None = None
+    f0_outlier_semitones: float | None = None
 
     def columns(self, with_error_rate: bool = False) -> list[Any]:
         """The table columns of the task ([`~ardm_trl.tables.MetricColumn`]): its reward's evaluation metric first,
@@ -53,7 +58,7 @@ class SpeechTask:
         whisper's WER (Task A) or CER (Task B), as in the paper's tables."""
         from .tables import MetricColumn
 
-        reward = {"f0": MetricColumn("f0v", "F0V (Hz) ↑", ".1f"), "pitch": MetricColumn("pitch", "Pitch (st) ↑", ".2f"),
+        reward = {"f0": MetricColumn(self.f0_metric, "F0V (Hz) ↑", ".1f"), "pitch": MetricColumn("pitch", "Pitch (st) ↑", ".2f"),
                   "ctc": None}[self.name]  # fmt: skip
         columns = [MetricColumn("ctc_nll", "CTC NLL ↓", ".3f", False), MetricColumn("sim", "SIM ↑", ".3f")]
         if reward is not None:
@@ -62,6 +67,12 @@ class SpeechTask:
             key = "cer" if self.name == "ctc" else "wer"
             columns.append(MetricColumn(key, f"{key.upper()} (%) ↓", ".1f", False))
         return columns
+
+    @property
+    def f0_metric(self) -> str:
+        """The [`~ardm_trl.rewards.score_speech`] metric that equals the `"f0"` task's reward: `"f0v"`, or
+        `"f0v_robust"` where the task drops outlier frames."""
+        return "f0v" if self.f0_outlier_semitones is None else "f0v_robust"
 
     def reward(self, codec: Any) -> Any:
         """The task's reward function, reading samples through `codec`."""
@@ -73,15 +84,16 @@ class SpeechTask:
         if self.name == "pitch":
             return PitchLevelReward(codec=codec, unvoiced_value=0.0)
         # a sample with no voiced frames has no F0 movement: 0 rather than no reward, so every sample can be ranked
-        return F0VarianceReward(codec=codec, unvoiced_value=0.0)
+        return F0VarianceReward(codec=codec, unvoiced_value=0.0, outlier_semitones=self.f0_outlier_semitones)
 
 
 TASKS: dict[str, SpeechTask] = {
     "ctc": SpeechTask("ctc", "Task B: CTC likelihood on hard sentences (VGPO paper, Table 3)", hard_fraction=0.9,
                       max_patches=64, value_source="samples"),
-    # the bundled codec keeps the pitch of high voices only (benchmarks/f0_reliability.py): Task A uses them
-    "f0": SpeechTask("f0", "Task A: F0 variance (VGPO paper, Table 1), high voices", hard_fraction=0.15,
-                     max_patches=48, value_source="samples", min_voice_pitch="high"),
+    # F0V survives the bundled codec's round trip on female voices once the tracker's octave jumps are dropped
+    # (benchmarks/f0_reliability.py): Task A uses them
+    "f0": SpeechTask("f0", "Task A: F0 variance (VGPO paper, Table 1), female voices", hard_fraction=0.15,
+                     max_patches=48, value_source="samples", gender="female", f0_outlier_semitones=6.0),
     "pitch": SpeechTask("pitch", "Pitch control: speak higher (semitones above 100 Hz), high voices", hard_fraction=0.15,
                         max_patches=48, value_source="samples", min_voice_pitch="high"),
 }
@@ -96,16 +108,20 @@ def get_task(name: str) -> SpeechTask:
     return TASKS[name]
 
 
-def split_rows(corpus: Any, split: str, min_voice_pitch: str | None = None) -> tuple[Any, list[int]]:
+def split_rows(
+    corpus: Any, split: str, min_voice_pitch: str | None = None, gender: str | None = None
+) -> tuple[Any, list[int]]:
     """The corpus split a prompt split lives in, and the indices of its rows (see the module docstring), optionally
-    only voices at `min_voice_pitch` or higher."""
+    only voices at `min_voice_pitch` or higher and of `gender`."""
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
     rows = corpus["train" if split == "train" else "test"]
     keep_pitch = None if min_voice_pitch is None else set(_PITCH_ORDER[_PITCH_ORDER.index(min_voice_pitch):])
     parity = {"validation": 0, "test": 1}.get(split)
-    indices = [i for i, (sentence, pitch) in enumerate(zip(rows["sentence_id"], rows["pitch_level"]))
-               if (parity is None or sentence % 2 == parity) and (keep_pitch is None or pitch in keep_pitch)]  # fmt: skip
+    labels = zip(rows["sentence_id"], rows["pitch_level"], rows["gender"])
+    indices = [i for i, (sentence, pitch, voice_gender) in enumerate(labels)
+               if (parity is None or sentence % 2 == parity) and (keep_pitch is None or pitch in keep_pitch)
+               and (gender is None or voice_gender == gender)]  # fmt: skip
     return rows, indices
 
 
@@ -139,7 +155,7 @@ def task_prompts(
     task = get_task(task) if isinstance(task, str) else task
     corpus = load_or_build_corpus(corpus_cache_dir, corpus_utterances, 0, codec.sampling_rate,
                                   hard_fraction=task.hard_fraction)  # fmt: skip
-    rows, indices = split_rows(corpus, split, task.min_voice_pitch)
+    rows, indices = split_rows(corpus, split, task.min_voice_pitch, task.gender)
     if len(indices) == 0:
         raise ValueError(f"The {split!r} split of task {task.name!r} is empty in a corpus of {corpus_utterances} "
                          "utterances (the task keeps only some voices): build a larger corpus (`corpus_utterances`).")

@@ -20,7 +20,9 @@ __all__ = ["DEFAULT_METRICS", "evaluate_speech", "score_speech"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("f0v", "wer", "cer", "ctc_nll", "sim", "dnsmos")
-_KNOWN = frozenset(DEFAULT_METRICS) | {"pitch"}
+_KNOWN = frozenset(DEFAULT_METRICS) | {"pitch", "f0v_robust"}
+# frames further than this from a sample's median F0 are dropped by the "f0v_robust" metric (Task A's reward)
+ROBUST_F0V_OUTLIER_SEMITONES = 6.0
 
 
 def _percent(rate: float | None) -> float | None:
@@ -61,6 +63,9 @@ def score_speech(
     results: dict[str, list[float | None]] = {}
     if "f0v" in metrics:
         results["f0v"] = [f0_variance(wav, sampling_rate) for wav in audio]
+    if "f0v_robust" in metrics:
+        results["f0v_robust"] = [f0_variance(wav, sampling_rate, outlier_semitones=ROBUST_F0V_OUTLIER_SEMITONES)
+                                 for wav in audio]  # fmt: skip
     if "pitch" in metrics:
         results["pitch"] = PitchLevelReward()(audio=audio, sampling_rate=sampling_rate)
     if "wer" in metrics or "cer" in metrics:
@@ -92,6 +97,8 @@ def evaluate_speech(
 
     Metrics (keys of the returned dict):
     - `"f0v"`: F0 variance in Hz ([`f0_variance`]), higher = more expressive (VGPO Task A);
+    - `"f0v_robust"` (not in the defaults): the same with voiced frames further than 6 semitones from the sample's
+      median dropped (the tracker's octave jumps on decoded speech), the reward of `ardm_trl.tasks`' Task A;
     - `"wer"`, `"cer"`: word / character error rate of whisper tiny.en transcripts, **in percent** as in the tables;
     - `"ctc_nll"`: negative log-likelihood per phoneme token of the text under hama's CTC model (VGPO Task B);
     - `"sim"`: speaker similarity to `reference_audio` (Resemblyzer cosine); needs `reference_audio`. With the
