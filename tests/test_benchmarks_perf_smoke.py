@@ -44,6 +44,23 @@ def test_training_step_benchmark_quick(tmp_path):
     assert report["end_to_end_check"]["trainer_training_step_seconds"] > 0
 
 
+def test_vgpo_step_compare_quick(tmp_path):
+    """Both trees' processes run (the baseline here is HEAD, in a temporary worktree) and the ratios are consistent."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout (the baseline is a git worktree)")
+    output = tmp_path / "compare.json"
+    completed = run_benchmark("vgpo_step_compare", output, "--baseline", "HEAD")
+    assert "| variant | first step (s) |" in completed.stdout
+    report = json.loads(output.read_text())
+    rows = report["results"]
+    assert len(rows) == 3 and all(len(row["per_process"]) == 1 and len(row["per_process"][0]) == 2 for row in rows.values())
+    baseline = next(iter(rows.values()))
+    for row in rows.values():
+        assert row["steady"] > 0 and row["speedup_steady"] == pytest.approx(baseline["steady"] / row["steady"])
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "baseline" not in worktrees
+
+
 def test_mfu_benchmark_quick(tmp_path):
     output = tmp_path / "mfu.json"
     completed = run_benchmark("mfu", output)
