@@ -53,6 +53,7 @@ from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer.ardm_dpo_config import ARDMDPOConfig
 from ardm_trl.trainer.ardm_dpo_trainer import ARDMDPOTrainer
 from ardm_trl.trainer.preference_data import build_preference_dataset, pairs_from_groups
+from ardm_trl.zero3 import zero3_init_disabled
 
 logger = logging.getLogger("ardm_dpo")
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +123,8 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
     task = get_task(script_args.task)
 
     # 1. models and prompts
-    policy = AutoModel.from_pretrained(model_args.model_name_or_path).to(PartialState().device)
+    with zero3_init_disabled():  # whole: it samples the pairs (DeepSpeed ZeRO-3 shards it when the trainer starts)
+        policy = AutoModel.from_pretrained(model_args.model_name_or_path).to(PartialState().device)
     tokenizer = ARDMTextTokenizer.from_pretrained(model_args.model_name_or_path)
     codec = load_pretrained_codec(script_args.codec_name_or_path)
     reward = task.reward(codec)
@@ -155,10 +157,11 @@ def main(script_args: ScriptArguments, training_args: ARDMDPOConfig, model_args:
     trainer.train()
     train_seconds = time.perf_counter() - start
 
-    # 4. before / after on held-out prompts, paired
+    # 4. before / after on held-out prompts, paired (under DeepSpeed ZeRO-3 on a whole copy, gathered by every process)
     command = "accelerate launch examples/ardm_dpo.py " + " ".join(sys.argv[1:])
+    model = trainer.whole_policy()
     if trainer.accelerator.is_main_process and before is not None:
-        model = trainer.accelerator.unwrap_model(trainer.model).eval()
+        model.eval()
         after = score_samples(model, eval_rows, codec, script_args.eval_seeds, metrics, reference=trainer.ref_model,
                               compute_kl=True, **sampling)  # fmt: skip
         table = ResultsTable(f"ARDM-DPO: {task.title}", columns, before.prompt_ids, before.seeds,

@@ -54,6 +54,7 @@ from ardm_trl.models.ardm import set_sampling_settings
 from ardm_trl.tables import MethodResult, ResultsTable, write_run_info
 from ardm_trl.tasks import get_task, task_prompts
 from ardm_trl.trainer import ValueConfig, VGPOConfig, VGPOTrainer, train_value_model
+from ardm_trl.zero3 import zero3_init_disabled
 
 logger = logging.getLogger("vgpo")
 REPO = Path(__file__).resolve().parents[1]
@@ -128,9 +129,11 @@ def value_model_for(script_args, training_args, policy, train_rows, reward):
                 "examples/train_value.py and pass --value_model_name_or_path, or pass --value_model_name_or_path none "
                 "to train one here first (Alg. 1)."
             )
-        return AutoModel.from_pretrained(str(path)).eval()
+        with zero3_init_disabled():  # a critic: optimised outside DeepSpeed, kept whole
+            return AutoModel.from_pretrained(str(path)).eval()
     if path.lower() != "none":
-        return AutoModel.from_pretrained(path).eval()
+        with zero3_init_disabled():
+            return AutoModel.from_pretrained(path).eval()
     task = get_task(script_args.task)
     config = ValueConfig(output_dir=str(Path(training_args.output_dir) / "value_training"), report_to="none",
                          max_steps=script_args.value_pretrain_steps, per_device_train_batch_size=16,
@@ -178,7 +181,8 @@ def main() -> None:
         training_args.max_patches = task.max_patches
 
     # 1. models: the bundled ARDM (policy and, through a frozen copy or disabled adapters, the reference) and codec
-    policy = AutoModel.from_pretrained(script_args.model_name_or_path)
+    with zero3_init_disabled():  # whole: it samples before training (DeepSpeed ZeRO-3 shards it when the trainer starts)
+        policy = AutoModel.from_pretrained(script_args.model_name_or_path)
     tokenizer = ARDMTextTokenizer.from_pretrained(script_args.model_name_or_path)
     codec = load_pretrained_codec(script_args.codec_name_or_path)
     reward = task.reward(codec)
@@ -223,8 +227,9 @@ def main() -> None:
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start + value_seconds
 
-    # 6. VGPO on the same prompts and seeds (the same starting noise), paired against Base
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    # 6. VGPO on the same prompts and seeds (the same starting noise), paired against Base (under DeepSpeed ZeRO-3
+    # on a whole copy of the sharded policy, gathered by every process)
+    model = trainer.whole_policy()
     command = "accelerate launch examples/vgpo.py " + " ".join(sys.argv[1:])
     if trainer.accelerator.is_main_process and before is not None:
         model.eval()
@@ -244,7 +249,8 @@ def main() -> None:
                       codec.sampling_rate)  # fmt: skip
 
     # 7. save on every process (DeepSpeed gathers the weights collectively), then the files of the main one
-    set_sampling_settings(model, **{k: v for k, v in sampling.items() if k != "max_patches"})
+    set_sampling_settings(trainer.accelerator.unwrap_model(trainer.model),
+                          **{k: v for k, v in sampling.items() if k != "max_patches"})
     trainer.save_model(str(out_dir / "model"))
     if trainer.accelerator.is_main_process:
         write_run_info(out_dir / "model", train_seconds, command, task=task.name, sampling=sampling)

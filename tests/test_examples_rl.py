@@ -1,7 +1,7 @@
 """The RL examples end to end with tiny settings, as documented: `examples/vgpo.py` and `examples/ardm_dpo.py` in one
 process; every `accelerate launch` command the docs show for `examples/vgpo.py`, `examples/ardm_dpo.py` and
-`examples/diffro.py` (the `multi_gpu.yaml` and `deepspeed_zero2.yaml` configs, and the `--multi_gpu` flags) on 2 CPU
-ranks."""
+`examples/diffro.py` (the `multi_gpu.yaml`, `deepspeed_zero2.yaml` and `deepspeed_zero3.yaml` configs, and the
+`--multi_gpu` flags) on 2 CPU ranks; DiffRO refuses ZeRO-3 by name."""
 
 import json
 import sys
@@ -98,16 +98,28 @@ def check_saved(script: str, folder: Path) -> None:
 DEEPSPEED_ENV = {"DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions")}
 
 
-@pytest.mark.parametrize("script, tiny, port", [("examples/vgpo.py", TINY_VGPO, 29641),
-                                                ("examples/ardm_dpo.py", TINY_DPO, 29642),
-                                                ("examples/diffro.py", TINY_DIFFRO, 29643)])  # fmt: skip
-def test_examples_run_under_the_documented_deepspeed_zero2_config(tmp_path, script, tiny, port):
+@pytest.mark.parametrize("script, tiny, port, stage", [("examples/vgpo.py", TINY_VGPO, 29641, 2),
+                                                       ("examples/ardm_dpo.py", TINY_DPO, 29642, 2),
+                                                       ("examples/diffro.py", TINY_DIFFRO, 29643, 2),
+                                                       ("examples/vgpo.py", TINY_VGPO, 29645, 3),
+                                                       ("examples/ardm_dpo.py", TINY_DPO, 29646, 3)])  # fmt: skip
+def test_examples_run_under_the_documented_deepspeed_configs(tmp_path, script, tiny, port, stage):
     pytest.importorskip("deepspeed")
     completed = accelerate_launch(ROOT / script, *tiny, "--output_dir", tmp_path / "out", port=port, timeout=1200,
-                                  config_file=ROOT / "examples" / "accelerate_configs" / "deepspeed_zero2.yaml",
+                                  config_file=ROOT / "examples" / "accelerate_configs" / f"deepspeed_zero{stage}.yaml",
                                   env=DEEPSPEED_ENV)  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
-    check_saved(script, tmp_path / "out")
+    check_saved(script, tmp_path / "out")  # saved whole: it reloads and samples
+
+
+def test_diffro_refuses_deepspeed_zero3_by_name(tmp_path):
+    pytest.importorskip("deepspeed")
+    completed = accelerate_launch(ROOT / "examples" / "diffro.py", *TINY_DIFFRO, "--output_dir", tmp_path / "out",
+                                  port=29647, timeout=1200, env=DEEPSPEED_ENV,
+                                  config_file=ROOT / "examples" / "accelerate_configs" / "deepspeed_zero3.yaml")  # fmt: skip
+    assert completed.returncode != 0
+    assert "DiffROTrainer does not support DeepSpeed ZeRO-3" in completed.stderr
+    assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_diffro_example_runs_on_two_processes_with_the_documented_flags(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..zero3 import zero3_init_disabled
 from .modeling_speech_codec import SpeechCodecModel
 from .modeling_speech_tokenizer import SpeechTokenizerModel
 
@@ -58,10 +59,12 @@ def _resolve(path: str | Path | None, name: str, what: str) -> Path:
 def load_pretrained_codec(path: str | Path | None = None) -> SpeechCodecModel:
     """Load the bundled [`SpeechCodecModel`] ([`bundled_model_dir`]`("speech_codec")`) or the one saved at `path`,
     in eval mode."""
-    return SpeechCodecModel.from_pretrained(_resolve(path, "speech_codec", "speech codec")).eval()
+    with zero3_init_disabled():  # frozen: never sharded by DeepSpeed ZeRO-3
+        return SpeechCodecModel.from_pretrained(_resolve(path, "speech_codec", "speech codec")).eval()
 
 
 def load_pretrained_tokenizer(path: str | Path | None = None) -> SpeechTokenizerModel:
     """Load the bundled [`SpeechTokenizerModel`] ([`bundled_model_dir`]`("speech_tokenizer")`) or the one at
     `path`, in eval mode."""
-    return SpeechTokenizerModel.from_pretrained(_resolve(path, "speech_tokenizer", "speech tokenizer")).eval()
+    with zero3_init_disabled():  # frozen: never sharded by DeepSpeed ZeRO-3
+        return SpeechTokenizerModel.from_pretrained(_resolve(path, "speech_tokenizer", "speech tokenizer")).eval()

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 from transformers.utils import is_peft_available, logging
 
+from ..zero3 import zero3_init_disabled
 from .papers import Paper
 
 logger = logging.get_logger(__name__)
@@ -245,7 +246,8 @@ def prepare_policy_and_reference(
     if isinstance(model, str):
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(model)
+        with zero3_init_disabled():  # whole until DeepSpeed prepares it (the reference copies it)
+            model = AutoModel.from_pretrained(model)
     if peft_config is not None:
         model = prepare_peft_model(model, peft_config, trainable_modules)
     elif ref_model is None and needs_reference:

@@ -126,7 +126,13 @@ class DiffROTrainer(SpeechRLTrainer):
 
     def configure_model(self, model: PreTrainedModel, args: DiffROConfig) -> PreTrainedModel:
         """Resolve the speech-token layout (recorded in the config when given) and disable dropout
-        (`args.disable_dropout`), so the replay sees the distribution that was sampled."""
+        (`args.disable_dropout`), so the replay sees the distribution that was sampled. Refuses DeepSpeed ZeRO-3."""
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        if is_deepspeed_zero3_enabled():
+            # the Gumbel-Softmax rollout multiplies soft tokens by the embedding matrix, read outside forward hooks
+            raise ValueError("DiffROTrainer does not support DeepSpeed ZeRO-3 (its differentiable rollout reads the "
+                             "embedding weights directly): use ZeRO-2 (`deepspeed_zero2.yaml`) or DDP.")
         self.speech_token_layout = SpeechTokenLayout.from_model(model, self._given_layout)
         if self._given_layout is not None:
             model.config.speech_token_layout = self.speech_token_layout.to_dict()

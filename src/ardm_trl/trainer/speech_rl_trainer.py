@@ -11,12 +11,14 @@ import torch
 from torch import nn
 from transformers import AutoModel, Trainer, TrainerCallback
 
+from ..zero3 import gathered_state_dict, zero3_init_disabled
 from .ardm_utils import RewardFunc, resolve_reward_funcs, reward_func_name
 from .base import (
     MetricsMixin,
     ModelCardMixin,
     check_processing_class,
     identity_collator,
+    is_peft_model,
     prepare_policy_and_reference,
     reference_model_context,
     unwrap_peft,
@@ -108,7 +110,10 @@ class SpeechRLTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Train
     @classmethod
     def load_model(cls, model: nn.Module | str) -> nn.Module:
         """`model` itself, or `_auto_model_class.from_pretrained(model)` for a path or Hub id."""
-        return cls._auto_model_class.from_pretrained(model) if isinstance(model, str) else model
+        if not isinstance(model, str):
+            return model
+        with zero3_init_disabled():  # whole until DeepSpeed prepares it (the reference copies it)
+            return cls._auto_model_class.from_pretrained(model)
 
     def configure_model(self, model: nn.Module, args: SpeechRLConfig) -> nn.Module:
         """Hook run on the loaded policy before PEFT wrapping and before `Trainer.__init__` (checks, dropout); returns
@@ -117,10 +122,14 @@ class SpeechRLTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Train
 
     def prepare_frozen_model(self, module: nn.Module) -> nn.Module:
         """Place a frozen model (the reference) for the distributed set-up, as TRL does: a DeepSpeed inference engine
-        (sharded under ZeRO-3), an FSDP wrap, or `accelerator.prepare_model(..., evaluation_mode=True)` (device
-        placement, no DDP wrap). The caller's module is put in eval mode but its `requires_grad` flags are left as
-        they are (it is only ever run under `torch.no_grad()`), so it can seed another run's policy."""
+        (ZeRO-2), an FSDP wrap, or `accelerator.prepare_model(..., evaluation_mode=True)` (device placement, no DDP
+        wrap). Under ZeRO-3 it stays whole on every rank: the samplers and the evaluation run it on one process, where
+        a sharded model's forward hooks would wait for the other ranks. The caller's module is put in eval mode but
+        its `requires_grad` flags are left as they are (it is only ever run under `torch.no_grad()`), so it can seed
+        another run's policy."""
         module.eval()
+        if self._zero3:
+            return module.to(self.accelerator.device)
         if self.is_deepspeed_enabled:
             from trl.models import prepare_deepspeed
 
@@ -141,6 +150,57 @@ class SpeechRLTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Train
         """The reference model: `ref_model`, or the policy with its PEFT adapters disabled."""
         with reference_model_context(self.accelerator.unwrap_model(self.model), self.ref_model) as ref:
             yield ref
+
+    @property
+    def _zero3(self) -> bool:
+        plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        return plugin is not None and plugin.zero_stage == 3
+
+    @contextlib.contextmanager
+    def _gathered(self, module: nn.Module) -> Iterator[nn.Module]:
+        """`module` unwrapped from its DDP / DeepSpeed wrapper; under DeepSpeed ZeRO-3 its sharded parameters are
+        gathered on every rank for the duration (TRL's `unwrap_model_for_generation`): samplers read weights
+        directly, outside the forward hooks that gather them otherwise."""
+        if not self._zero3:
+            yield self.accelerator.unwrap_model(module)
+            return
+        from trl.models import unwrap_model_for_generation
+
+        with unwrap_model_for_generation(module, self.accelerator) as unwrapped:
+            yield unwrapped
+
+    def whole_policy(self) -> nn.Module:
+        """The trained policy as one whole model on this process, to evaluate or sample after training: the policy
+        itself, or under DeepSpeed ZeRO-3 a copy built from the weights gathered from every rank (call it on every
+        process; the copy keeps PEFT adapters as adapters)."""
+        model = self.accelerator.unwrap_model(self.model)
+        if not self._zero3:
+            return model
+        state = gathered_state_dict(model)
+        base = unwrap_peft(model)
+        with zero3_init_disabled():
+            whole = type(base)(base.config)
+        if is_peft_model(model):
+            from peft import get_peft_model
+
+            whole = get_peft_model(whole, model.peft_config[model.active_adapter])
+        whole.load_state_dict(state)
+        return whole.to(self.accelerator.device).eval()
+
+    @contextlib.contextmanager
+    def sampling_policy(self) -> Iterator[nn.Module]:
+        """The policy's `PreTrainedModel` to sample from (PEFT adapters active), whole on every rank under ZeRO-3."""
+        with self._gathered(self.model_wrapped) as model:
+            yield unwrap_peft(model)
+
+    @contextlib.contextmanager
+    def sampling_reference(self) -> Iterator[nn.Module]:
+        """The reference's `PreTrainedModel` to sample from ([`reference`]), whole on every rank under ZeRO-3."""
+        if self.ref_model is not None:  # never sharded (see `prepare_frozen_model`)
+            yield unwrap_peft(self.accelerator.unwrap_model(self.ref_model))
+            return
+        with self._gathered(self.model_wrapped) as model, reference_model_context(model) as ref:
+            yield unwrap_peft(ref)
 
 
 __all__ = ["SpeechRLTrainer"]

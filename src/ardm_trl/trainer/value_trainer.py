@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 import torch
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback
+from transformers.integrations import is_deepspeed_zero3_enabled
 
 from ..data.collators import ARDMDataCollator, pad_sequences
 from ..models.ardm import ARDMValueModel
+from ..zero3 import gathered_state_dict
 from .ardm_utils import RewardFunc, draw_noisy_tokens, group_normalize, resolve_reward_funcs, value_loss
 from .base import MetricsMixin, ModelCardMixin, check_finite
 from .checkpointing import AtomicCheckpointMixin
@@ -362,8 +365,13 @@ def train_value_model(
     else:
         prompts = [{k: v for k, v in row.items() if k != "latents"} for row in rows]
         data = build_value_dataset(policy, prompts, reward_func, num_generations=num_generations, **generation_kwargs)
-    trainer = ValueTrainer(value_model, args, train_dataset=data)
+    # under ZeRO-3 the trainer shards what it trains: train a copy and gather its weights back into a whole model
+    zero3 = is_deepspeed_zero3_enabled()
+    trained = copy.deepcopy(value_model) if zero3 else value_model
+    trainer = ValueTrainer(trained, args, train_dataset=data)
     trainer.train()
+    if zero3:
+        value_model.load_state_dict(gathered_state_dict(trained))
     if trainer.is_deepspeed_enabled:
         # accelerate allows one DeepSpeed Accelerator per process state: clear it (the process group stays) so the
         # trainer that uses this value model next can build its own

@@ -22,6 +22,7 @@ from ..models.ardm import (
     sampling_settings,
     set_sampling_settings,
 )
+from ..zero3 import zero3_init_disabled
 from .ardm_utils import (
     NoiseDraws,
     RewardFunc,
@@ -186,16 +187,16 @@ class VGPOTrainer(SpeechRLTrainer):
     def _generate_and_score(self, rows: list[dict[str, Any]]) -> Rollouts:
         """Sample `num_generations` trajectories per prompt row from the current policy and score them. Raises (before
         any update) if a reward function misbehaves."""
-        policy = self._policy
-        config = policy.config
+        config = self._policy.config
         batch = prepare_prompt_batch(rows, self.args.num_generations, self.processing_class,
                                      config.text_pad_token_id, config.patch_size).to(self.accelerator.device)
         start = time.perf_counter()
-        was_training = policy.training
-        policy.eval()
-        with self.accelerator.autocast():  # sample in the run's mixed precision; rewards see full-precision audio
-            rollouts = generate_rollouts(policy, batch, **self._generation_kwargs())
-        policy.train(was_training)
+        with self.sampling_policy() as policy:
+            was_training = policy.training
+            policy.eval()
+            with self.accelerator.autocast():  # sample in the run's mixed precision; rewards see full-precision audio
+                rollouts = generate_rollouts(policy, batch, **self._generation_kwargs())
+            policy.train(was_training)
         generated = time.perf_counter()
         mode = "train" if self.model.training else "eval"
         lengths = rollouts.latents_mask.sum(-1).float() / config.patch_size
@@ -360,14 +361,14 @@ class VGPOTrainer(SpeechRLTrainer):
             kwargs["max_patches"] = min(kwargs["max_patches"], self.args.adm_real_max_patches)
         cache = self.reference_cache
         if cache is None:
-            with self.reference() as ref:
-                return generate_rollouts(unwrap_peft(ref), rollouts, **kwargs)
+            with self.sampling_reference() as ref:
+                return generate_rollouts(ref, rollouts, **kwargs)
         keys = [prompt_key(rollouts, i) for i in range(len(rollouts.prompts))]
         rows = cache.rows_to_draw(keys)
         fresh = {}
         if rows:
-            with self.reference() as ref:
-                drawn = generate_rollouts(unwrap_peft(ref), rollouts.select(rows), **kwargs)
+            with self.sampling_reference() as ref:
+                drawn = generate_rollouts(ref, rollouts.select(rows), **kwargs)
             fresh = dict(zip(rows, drawn.completions()))
         self._record_metric("adm/reference_reuse", 1.0 - len(rows) / len(keys))
         padded, mask = pad_sequences(cache.fill(keys, fresh), self._policy.config.patch_size)
@@ -441,7 +442,8 @@ class VGPOTrainer(SpeechRLTrainer):
             if module is None:
                 continue
             path = os.path.join(resume_from_checkpoint, name)
-            module.load_state_dict(type(module).from_pretrained(path).state_dict())
+            with zero3_init_disabled():  # the critics are whole (optimised outside DeepSpeed)
+                module.load_state_dict(type(module).from_pretrained(path).state_dict())
             if optimizer is not None:
                 optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=True))
         cache_path = self._reference_cache_path(resume_from_checkpoint)

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
+from ...zero3 import gathered_state_dict, zero3_init_disabled
 from ..guided_attention import guided_attention_loss
 from .backbone import ARDMBackbone
 from .configuration_ardm import ARDMConfig, ARDMDiscriminatorConfig, ARDMValueConfig
@@ -478,13 +479,19 @@ class ARDMValueModel(ARDMPreTrainedModel):
             values.pop(key, None)
         values.update(guided_attention_weight=0.0, ctc_loss_weight=0.0, context_noise_std=0.0)
         values.update(config_overrides)
-        model = cls(cls.config_class(**values))
+        with zero3_init_disabled():  # a critic is optimised outside DeepSpeed: whole even under ZeRO-3
+            model = cls(cls.config_class(**values))
         model.config._name_or_path = ardm.config._name_or_path  # model cards name the ARDM it was built from
-        model.backbone.load_state_dict(ardm.backbone.state_dict())
-        body = getattr(ardm.head, "body", None)
+        source = gathered_state_dict(ardm)  # `ardm` may be a ZeRO-3-sharded reference
+
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)}
+
+        model.backbone.load_state_dict(part("backbone."))
+        body = part("head.body.")
         shapes = {k: v.shape for k, v in model.head.body.state_dict().items()}
-        if body is not None and {k: v.shape for k, v in body.state_dict().items()} == shapes:
-            model.head.body.load_state_dict(body.state_dict())
+        if {k: v.shape for k, v in body.items()} == shapes:
+            model.head.body.load_state_dict(body)
         else:  # an ARDM with its own kind of head (ARDMProtocol): the LM is shared, the head body starts fresh
             logger.warning("The ARDM's head (%s) is not the bundled AdaLN head: the value model copies its LM only; "
                            "its head body starts from a random initialisation.", type(ardm.head).__name__)
