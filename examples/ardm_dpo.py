@@ -1,6 +1,6 @@
 """ARDM-DPO on the bundled small ARDM: the DPO baseline of the VGPO paper's tables.
 
-Steps: (1) prompts of a task preset (`ardm_trl.tasks`: Task A, F0 variance of high voices, by default); (2) preference
+Steps: (1) prompts of a task preset (`ardm_trl.tasks`: Task A, F0 variance of female voices, by default); (2) preference
 pairs of the base model's samples, best against worst of `--num_samples` per prompt by the task's reward, sampled the
 way the policy samples (`build_preference_dataset`, saved in `<output_dir>/preference_data` and reused), or taken
 from a value dataset of `examples/build_value_data.py` (`--pairs_from`); (3) `ARDMDPOTrainer`; (4) Base and ARDM-DPO on

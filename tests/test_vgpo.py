@@ -504,3 +504,23 @@ def test_bf16_reaches_rollouts_loss_and_critic_updates(tmp_path, bf16):
     expected = {torch.bfloat16} if bf16 else {torch.float32}
     assert seen == {"policy": expected, "value": expected, "discriminator": expected}
     assert all(p.dtype == torch.float32 for p in policy.parameters())  # master weights stay in full precision
+
+
+def test_sampling_models_without_deepspeed_are_the_trainers_own(tmp_path):
+    """Without ZeRO-3 the sampling contexts and `whole_policy` hand out the trainer's models themselves (no copy); with
+    LoRA the sampling reference is the policy with its adapters switched off."""
+    from peft import LoraConfig
+
+    policy, value_model = make_models()
+    trainer = VGPOTrainer(policy, value_model, mean_latent, vgpo_args(tmp_path), train_dataset=dataset())
+    assert trainer.whole_policy() is policy
+    with trainer.sampling_policy() as sampler, trainer.sampling_reference() as reference:
+        assert sampler is policy and reference is trainer.ref_model and reference is not policy
+    policy, value_model = make_models()
+    lora = VGPOTrainer(policy, value_model, mean_latent, vgpo_args(tmp_path / "lora"), train_dataset=dataset(),
+                       peft_config=LoraConfig(r=2, target_modules=["q_proj"]))  # fmt: skip
+    lora_layer = next(m for n, m in lora.model.named_modules() if n.endswith("q_proj") and hasattr(m, "disable_adapters"))
+    with lora.sampling_reference() as reference:
+        assert reference is policy and lora_layer.disable_adapters
+    with lora.sampling_policy() as sampler:
+        assert sampler is policy and not lora_layer.disable_adapters
