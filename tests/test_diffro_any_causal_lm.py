@@ -151,3 +151,33 @@ def test_the_example_trains_a_users_qwen2_folder_with_a_layout_file(tmp_path):
     assert SpeechTokenLayout.from_dict(trained.config.speech_token_layout) == SpeechTokenLayout.from_dict(layout)
     before = Qwen2ForCausalLM.from_pretrained(tmp_path / "user_lm").state_dict()
     assert any(not torch.equal(v, before[k]) for k, v in trained.state_dict().items())
+
+
+def test_the_documented_cosyvoice2_lines_run_as_written(tmp_path, monkeypatch):
+    """docs/bring_your_own_model.md's block, on a tiny Qwen2 with CosyVoice2's vocabulary (151,646 text ids, 6,561 speech codes, 4
+    special ids): only the folder, the step count and the sample length are replaced."""
+    import re
+    from pathlib import Path
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", (Path(__file__).parents[1] / "docs" / "bring_your_own_model.md")
+                                       .read_text(), re.S) if "CosyVoice2" in b)  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(Qwen2Config(vocab_size=151_646 + 6565, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                                 tie_word_embeddings=False)).save_pretrained(tmp_path / "lm")  # fmt: skip
+    small = 'max_steps=1, per_device_train_batch_size=2, max_new_tokens=4, use_cpu=True, report_to="none", ' \
+            'save_strategy="no"'  # fmt: skip
+    code = (block.replace('"path/or/hub-id-of-your-lm"', repr(str(tmp_path / "lm")))
+            .replace('DiffROConfig(output_dir="out")', f"DiffROConfig(output_dir='out', {small})")
+            .replace('DiffROConfig(output_dir="out-2")', f"DiffROConfig(output_dir='out-2', {small})")
+            .replace("max_new_tokens=300", "max_new_tokens=4"))  # fmt: skip
+    assert code.count(small) == 2 and "max_new_tokens=4)" in code
+    monkeypatch.chdir(tmp_path)
+    namespace = {"my_reward": lambda soft_tokens, token_mask, **columns: (soft_tokens[..., 3] * token_mask).sum(-1),
+                 "rows_with_text_ids": Dataset.from_list([{"text_ids": [9906, 1879]}, {"text_ids": [13]}] * 2)}
+    exec(compile(code, "docs/bring_your_own_model.md", "exec"), namespace)
+    assert namespace["trainer"].state.global_step == 1
+    assert SpeechTokenLayout.from_model(namespace["model"]) == namespace["layout"]
+    assert namespace["again"].speech_token_layout == namespace["layout"]
+    codes = namespace["samples"].speech_ids[namespace["samples"].code_mask]
+    assert ((codes >= 0) & (codes < 6561)).all()
