@@ -1,10 +1,14 @@
-"""Smoke test of the sampling benchmark: `benchmarks/sampling.py --quick` runs and writes the documented JSON."""
+"""Smoke tests: `benchmarks/sampling.py --quick` runs and writes the documented JSON; `benchmarks/vgpo_shift_fidelity.py`
+reads no learned shift in an untrained policy."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from conftest import run_repo_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,3 +36,15 @@ def test_sampling_benchmark_quick_writes_results(tmp_path):
     assert {"cache_speedup", "lm_guidance_cost", "value_guidance_overhead"} <= set(ratios)
     assert all(ratios[key] > 0 for key in ("cache_speedup", "lm_guidance_cost", "value_guidance_overhead"))
     assert report["head_calls"][0]["value_grad_ms"] > 0
+
+
+@pytest.mark.speech
+def test_vgpo_shift_fidelity_of_the_reference_itself_is_zero(tmp_path):
+    """The untrained ARDM as the 'policy': it has learned none of the value-guidance shift, whose target is not 0."""
+    output = tmp_path / "shift.json"
+    run_repo_script("benchmarks/vgpo_shift_fidelity.py", "--policy", "pretrained/ardm", "--value_model",
+                    "pretrained/value_pitch", "--w_kl", "0.015625", "--task", "ctc", "--num_prompts", "2",
+                    "--num_generations", "1", "--corpus_utterances", "120", "--output_json", output, timeout=600)
+    report = json.loads(output.read_text())
+    assert report["all"]["norm_learned"] == 0 and report["all"]["norm_target"] > 0
+    assert sum(report[f"timesteps_q{q}"]["tokens"] for q in range(1, 5)) == report["all"]["tokens"]
