@@ -46,12 +46,12 @@ logger = logging.getLogger("paper_table")
 ROOT = Path(__file__).resolve().parents[1]
 
 def parse_named(values: list[str]) -> list[tuple[str, str]]:
-    """`"name=path"` pairs."""
+    """`"name=path"` pairs, split at the last `=` (a name may hold one: `"VGPO (w_KL=2^-6)=outputs/vgpo"`)."""
     pairs = []
     for value in values:
         if "=" not in value:
             raise ValueError(f"Expected NAME=PATH, got {value!r}.")
-        name, path = value.split("=", 1)
+        name, path = value.rsplit("=", 1)
         pairs.append((name, path))
     return pairs
 

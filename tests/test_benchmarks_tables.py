@@ -52,3 +52,13 @@ def test_paper_table_evaluates_every_row_kind(tmp_path):
     completed = subprocess.run(args + ["--keep"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert output.with_suffix(".md").read_text() == markdown
+
+
+def test_named_paths_split_at_the_last_equals_sign():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from paper_table import parse_named
+
+    assert parse_named(["VGPO (w_KL=2^-6)=outputs/vgpo", "DPO=out/dpo"]) == [("VGPO (w_KL=2^-6)", "outputs/vgpo"),
+                                                                            ("DPO", "out/dpo")]  # fmt: skip
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        parse_named(["outputs/vgpo"])
