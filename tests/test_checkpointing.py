@@ -61,6 +61,21 @@ def make_vgpo(tmp_path, **overrides):
     return VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=prompts(), ref_model=tiny_policy())
 
 
+def make_vgpo_lora(tmp_path, **overrides):
+    """VGPO with online value update, ADM and LoRA adapters (the reference is the policy with adapters off)."""
+    from peft import LoraConfig
+
+    policy = tiny_policy()
+    value_model = ARDMValueModel.from_ardm(policy)
+    with torch.no_grad():
+        value_model.head.output.weight.normal_(0, 0.1)
+    args = VGPOConfig(**common(tmp_path, per_device_train_batch_size=2, num_generations=2, max_patches=3,
+                               min_patches=3, num_inference_steps=4, online_value_update=True, value_steps=1,
+                               use_adm=True, discriminator_steps=1, learning_rate=1e-2, **overrides))  # fmt: skip
+    return VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=prompts(),
+                       peft_config=LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))  # fmt: skip
+
+
 def make_dpo(tmp_path, **overrides):
     policy = tiny_policy()
     data = build_preference_dataset(policy, list(prompts()), mean_latent, num_samples=3, min_patches=2, max_patches=3,
@@ -100,8 +115,8 @@ def weights(trainer):
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 
-@pytest.mark.parametrize("make", [make_vgpo, make_dpo, make_value, make_diffro, make_token_reward],
-                         ids=["vgpo", "ardm_dpo", "value", "diffro", "token_reward"])
+@pytest.mark.parametrize("make", [make_vgpo, make_vgpo_lora, make_dpo, make_value, make_diffro, make_token_reward],
+                         ids=["vgpo", "vgpo_lora", "ardm_dpo", "value", "diffro", "token_reward"])
 def test_a_save_killed_midway_is_skipped_and_resume_is_exact(tmp_path, make):
     full = make(tmp_path / "full")
     full.train()
@@ -119,7 +134,8 @@ def test_a_save_killed_midway_is_skipped_and_resume_is_exact(tmp_path, make):
     with pytest.raises(KilledDuringSave):
         killed.train()
     partial = tmp_path / "run" / "checkpoint-3"
-    assert (partial / "model.safetensors").exists() and not (partial / COMPLETE_MARKER).exists()
+    weights_file = "adapter_model.safetensors" if make is make_vgpo_lora else "model.safetensors"
+    assert (partial / weights_file).exists() and not (partial / COMPLETE_MARKER).exists()
     assert last_complete_checkpoint(tmp_path / "run").endswith("checkpoint-2")
     with pytest.raises(ValueError, match="incomplete checkpoint"):
         resolve_resume_checkpoint(str(partial), str(tmp_path / "run"))

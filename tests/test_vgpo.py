@@ -524,3 +524,18 @@ def test_sampling_models_without_deepspeed_are_the_trainers_own(tmp_path):
         assert reference is policy and lora_layer.disable_adapters
     with lora.sampling_policy() as sampler:
         assert sampler is policy and not lora_layer.disable_adapters
+
+
+def test_lora_with_adm_builds_its_discriminator_from_the_reference_weights(tmp_path):
+    """With LoRA the policy's layers hold `base_layer` / `lora_*` weights: the discriminator copies the base weights
+    (the reference's), not the adapters."""
+    from peft import LoraConfig
+
+    policy, value_model = make_models()
+    base = {k: v.clone() for k, v in policy.backbone.state_dict().items()}
+    trainer = VGPOTrainer(policy, value_model, mean_latent, vgpo_args(tmp_path, use_adm=True, discriminator_steps=1),
+                          train_dataset=dataset(), peft_config=LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    copied = trainer.discriminator.backbone.state_dict()
+    assert copied.keys() == base.keys() and all(torch.equal(copied[k], base[k]) for k in base)
+    trainer.train()
+    assert trainer.state.global_step == 2

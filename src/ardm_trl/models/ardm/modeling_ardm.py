@@ -452,6 +452,18 @@ class ARDMForSpeechSynthesis(ARDMGenerationMixin, ARDMPreTrainedModel):
         return F.binary_cross_entropy_with_logits(stop_logits[valid].float(), targets.expand_as(stop_logits)[valid])
 
 
+def base_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights of a model without its PEFT layers: LoRA-injected layers keep their frozen weights under
+    `.base_layer.` (and `modules_to_save` wrappers under `.original_module.`); the adapters are dropped. For a policy
+    trained with LoRA these are the reference's weights (adapters off)."""
+    kept = {}
+    for name, tensor in state.items():
+        if ".lora_" in name or ".modules_to_save." in name:
+            continue
+        kept[name.replace(".base_layer.", ".").replace(".original_module.", ".")] = tensor
+    return kept
+
+
 class ARDMValueModel(ARDMPreTrainedModel):
     """Soft value model `V(x_<n, x_n^t)` of an ARDM (VGPO Def. 2, Sec. 4.1): the ARDM with the diffusion head's last
     linear replaced by a zero-initialised scalar output. Build it from a trained ARDM with [`from_ardm`].
@@ -482,7 +494,7 @@ class ARDMValueModel(ARDMPreTrainedModel):
         with zero3_init_disabled():  # a critic is optimised outside DeepSpeed: whole even under ZeRO-3
             model = cls(cls.config_class(**values))
         model.config._name_or_path = ardm.config._name_or_path  # model cards name the ARDM it was built from
-        source = gathered_state_dict(ardm)  # `ardm` may be a ZeRO-3-sharded reference
+        source = base_weights(gathered_state_dict(ardm))  # `ardm` may be sharded (ZeRO-3) or hold LoRA layers
 
         def part(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)}
