@@ -50,30 +50,27 @@ def common(tmp_path, **overrides):
                      logging_steps=1, use_cpu=True, disable_tqdm=True, report_to="none", seed=3), **overrides)
 
 
-def make_vgpo(tmp_path, **overrides):
-    policy = tiny_policy()
-    value_model = ARDMValueModel.from_ardm(policy)
-    with torch.no_grad():
-        value_model.head.output.weight.normal_(0, 0.1)
-    args = VGPOConfig(**common(tmp_path, per_device_train_batch_size=2, num_generations=2, max_patches=3,
-                               min_patches=3, num_inference_steps=4, online_value_update=True, value_steps=1,
-                               use_adm=True, discriminator_steps=1, **overrides))  # fmt: skip
-    return VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=prompts(), ref_model=tiny_policy())
-
-
-def make_vgpo_lora(tmp_path, **overrides):
-    """VGPO with online value update, ADM and LoRA adapters (the reference is the policy with adapters off)."""
+def make_vgpo(tmp_path, lora: bool = False, **overrides):
+    """VGPO with online value update and ADM; with `lora`, LoRA adapters (the reference is the policy with adapters
+    off) instead of a frozen copy."""
     from peft import LoraConfig
 
     policy = tiny_policy()
     value_model = ARDMValueModel.from_ardm(policy)
     with torch.no_grad():
         value_model.head.output.weight.normal_(0, 0.1)
+    if lora:
+        overrides = dict(learning_rate=1e-2, **overrides)
     args = VGPOConfig(**common(tmp_path, per_device_train_batch_size=2, num_generations=2, max_patches=3,
                                min_patches=3, num_inference_steps=4, online_value_update=True, value_steps=1,
-                               use_adm=True, discriminator_steps=1, learning_rate=1e-2, **overrides))  # fmt: skip
-    return VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=prompts(),
-                       peft_config=LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))  # fmt: skip
+                               use_adm=True, discriminator_steps=1, **overrides))  # fmt: skip
+    reference = dict(peft_config=LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])) if lora else \
+        dict(ref_model=tiny_policy())  # fmt: skip
+    return VGPOTrainer(policy, value_model, mean_latent, args, train_dataset=prompts(), **reference)
+
+
+def make_vgpo_lora(tmp_path, **overrides):
+    return make_vgpo(tmp_path, lora=True, **overrides)
 
 
 def make_dpo(tmp_path, **overrides):
