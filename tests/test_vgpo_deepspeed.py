@@ -11,10 +11,11 @@ pytest.importorskip("deepspeed")
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("stage, port", [(2, 29541), (3, 29542)])
-def test_deepspeed_two_ranks_train(tmp_path, stage, port):
+@pytest.mark.parametrize("stage, port, lora", [(2, 29541, False), (3, 29542, False), (3, 29543, True)],
+                         ids=["zero2", "zero3", "zero3_lora"])
+def test_deepspeed_two_ranks_train(tmp_path, stage, port, lora):
     result = accelerate_launch(
-        REPO / "tests" / "scripts" / "vgpo_deepspeed.py", tmp_path, port=port,
+        REPO / "tests" / "scripts" / "vgpo_deepspeed.py", tmp_path, *(["lora"] if lora else []), port=port,
         config_file=REPO / "examples" / "accelerate_configs" / f"deepspeed_zero{stage}.yaml",
         env={"DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": os.environ.get(
             "TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))},

@@ -4,6 +4,7 @@ model cards, so that each trainer holds only its method."""
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -180,6 +181,8 @@ class SpeechRLTrainer(AtomicCheckpointMixin, MetricsMixin, ModelCardMixin, Train
         base = unwrap_peft(model)
         with zero3_init_disabled():
             whole = type(base)(base.config)
+        if getattr(base, "generation_config", None) is not None:  # the sampling settings saved with the model
+            whole.generation_config = copy.deepcopy(base.generation_config)
         if is_peft_model(model):
             from peft import get_peft_model
 
