@@ -16,7 +16,6 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 from transformers.utils import is_peft_available, logging
 
-from ..zero3 import zero3_init_disabled
 from .papers import Paper
 
 logger = logging.get_logger(__name__)
@@ -231,23 +230,19 @@ def identity_collator(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def prepare_policy_and_reference(
-    model: nn.Module | str,
+    model: nn.Module,
     ref_model: nn.Module | None,
     peft_config: PeftConfig | None,
     trainable_modules: list[str] | None = None,
     needs_reference: bool = True,
 ) -> tuple[nn.Module, nn.Module | None]:
-    """The policy (loaded from a path if needed, wrapped with PEFT if configured) and its reference.
+    """The policy (wrapped with PEFT if configured; [`SpeechRLTrainer.load_model`] loads it from a path first) and its
+    reference.
 
     The reference is `ref_model` if given; else, with `peft_config`, `None` (the policy with adapters disabled, see
     `reference_model_context`: no second copy in memory); else a frozen copy of the initial policy. A reference is
     only ever run under `torch.no_grad()`, in eval mode.
     """
-    if isinstance(model, str):
-        from transformers import AutoModel
-
-        with zero3_init_disabled():  # whole until DeepSpeed prepares it (the reference copies it)
-            model = AutoModel.from_pretrained(model)
     if peft_config is not None:
         model = prepare_peft_model(model, peft_config, trainable_modules)
     elif ref_model is None and needs_reference:
