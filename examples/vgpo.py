@@ -129,11 +129,9 @@ def value_model_for(script_args, training_args, policy, train_rows, reward):
                 "examples/train_value.py and pass --value_model_name_or_path, or pass --value_model_name_or_path none "
                 "to train one here first (Alg. 1)."
             )
+    if str(path).lower() != "none":
         with zero3_init_disabled():  # a critic: optimised outside DeepSpeed, kept whole
             return AutoModel.from_pretrained(str(path)).eval()
-    if path.lower() != "none":
-        with zero3_init_disabled():
-            return AutoModel.from_pretrained(path).eval()
     task = get_task(script_args.task)
     config = ValueConfig(output_dir=str(Path(training_args.output_dir) / "value_training"), report_to="none",
                          max_steps=script_args.value_pretrain_steps, per_device_train_batch_size=16,

@@ -1,6 +1,6 @@
 """VGPOTrainer under DeepSpeed on 2 CPU ranks (gloo), run by tests/test_vgpo_deepspeed.py via `accelerate launch
---config_file examples/accelerate_configs/deepspeed_zero{2,3}.yaml`: online value update on, and under ZeRO-3 also ADM
-(the reference's samples) and the whole policy gathered back after training."""
+--config_file examples/accelerate_configs/deepspeed_zero{2,3}.yaml`: online value update and ADM on, optionally LoRA;
+the whole policy gathered back after training (under ZeRO-3 from its shards)."""
 
 import json
 import sys
